@@ -1,0 +1,59 @@
+# One script per job, shared by people and CI. Every target makes .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The 20 Newsgroups data: the shared offline copy beside the project when there is one,
+# else scikit-learn downloads it to its usual place.
+SHARED_DATA := $(abspath ../shared/data/scikit_learn_data)
+ifneq ($(wildcard $(SHARED_DATA)/20news-bydate_py3.pkz),)
+export SCIKIT_LEARN_DATA ?= $(SHARED_DATA)
+endif
+
+NEWS_MODEL := examples/newsgroups/model.pickle
+NEWS_BUNDLE := bundles/news
+DEMO_POST := Did that FAQ ever get changed to define strong atheists as those who believe there is no God?
+
+.PHONY: help install demo test check bench clean
+
+help:
+	@echo "make demo    train the 20 Newsgroups example, package it and invoke it"
+	@echo "make test    run every test"
+	@echo "make check   ruff and mypy (strict) on src/"
+	@echo "make bench   benchmarks (see docs/performance.md)"
+
+install: $(STAMP)
+
+# uv installs in seconds and precompiles bytecode (without it, every cold start
+# recompiles scikit-learn); pip is the fallback where uv cannot be installed.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv; then \
+	    $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'; \
+	else \
+	    $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; \
+	fi
+	touch $@
+
+$(NEWS_MODEL): examples/newsgroups/train.py | $(STAMP)
+	$(BIN)/python examples/newsgroups/train.py -o $@
+
+demo: $(NEWS_MODEL)
+	$(BIN)/lambdaserve package $(NEWS_MODEL) --sample '["the space shuttle launch"]' -o $(NEWS_BUNDLE)
+	$(BIN)/lambdaserve invoke $(NEWS_BUNDLE) --data '["$(DEMO_POST)"]'
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks -m perf -p no:cacheprovider -s
+
+clean:
+	rm -rf $(VENV) bundles .lambdaserve .pytest_cache .mypy_cache .ruff_cache
