@@ -1,0 +1,79 @@
+"""Read a prediction request out of a Lambda event.
+
+Two event shapes arrive here:
+
+- an API Gateway REST proxy event: ``body`` is a string (base64 when
+  ``isBase64Encoded`` is true) and ``resource`` / ``path`` say which route was called;
+- a direct invocation, as in ``lambda_client.invoke(Payload=json.dumps({"body": [...]}))``:
+  ``body`` is already parsed JSON.
+
+The body is a batch when it is a JSON array; any other value is one instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lambdaserve.runtime.errors import BadRequest, PayloadTooLarge
+
+# Lambda refuses synchronous invocation payloads over 6 MB (6,291,456 bytes).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+_HOW = 'Send a JSON array of instances, e.g. ["some text"] or [[5.1, 3.5, 1.4, 0.2]].'
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    instances: list[Any]
+    wants_proba: bool
+
+
+def parse_event(event: Any) -> PredictionRequest:
+    """Return the request's instances and route, or raise a RequestError."""
+    if not isinstance(event, dict):
+        raise BadRequest(
+            "The event must be an object with a 'body', as API Gateway sends it. When invoking "
+            'the function directly, wrap the instances: {"body": ["some text"]}.'
+        )
+    route = event.get("resource") or event.get("path") or event.get("rawPath") or ""
+    wants_proba = isinstance(route, str) and route.rstrip("/").endswith("/predict_proba")
+    payload = _payload(event)
+    if payload is None:
+        raise BadRequest(f"The body is null. {_HOW}")
+    instances = payload if isinstance(payload, list) else [payload]
+    return PredictionRequest(instances=instances, wants_proba=wants_proba)
+
+
+def _payload(event: dict[str, Any]) -> Any:
+    body = event.get("body")
+    if body is None or body == "":
+        raise BadRequest(f"The request has no body. {_HOW}")
+    if not isinstance(body, str):
+        return body  # direct invocation: already parsed
+    if len(body) > MAX_PAYLOAD_BYTES // 4 and len(body.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge()
+    text = _decode_base64(body) if event.get("isBase64Encoded") else body
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = ""
+        if text[:1] not in ("[", "{", '"') and not text[:1].isdigit():
+            hint = ' To send one text, quote it as a JSON string: "some text", or ["some text"].'
+        raise BadRequest(
+            f"The body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). {_HOW}{hint}"
+        ) from None
+
+
+def _decode_base64(body: str) -> str:
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("isBase64Encoded is true but the body is not valid base64.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The body is not UTF-8 text. Send JSON encoded as UTF-8.") from None

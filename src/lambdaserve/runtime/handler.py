@@ -1,0 +1,157 @@
+"""The Lambda handler: ``lambdaserve.runtime.handler.handler(event, context)``.
+
+Lifecycle, as in Lambda:
+
+- INIT, once per execution environment: importing this module loads the model named by
+  ``LAMBDASERVE_MODEL`` (a path or ``s3://bucket/key?versionId=...``), refusing a file
+  whose sha256 differs from ``LAMBDASERVE_MODEL_SHA256`` when that is set. A failure
+  here is an INIT error, reported by the runtime before any request is taken.
+- then one ``handler`` call per invocation: parse the event, shape the instances,
+  predict, answer with an API Gateway proxy response, and print one JSON log line.
+
+Environment:
+  LAMBDASERVE_MODEL            path or s3 URL of the model file (required)
+  LAMBDASERVE_MODEL_SHA256     expected content hash (optional; set by lambdaserve)
+  LAMBDASERVE_MODEL_FORMAT     pickle | joblib | skops | onnx (default: from the suffix)
+  LAMBDASERVE_MODEL_VERSION    reported in x-lambdaserve-model-version (default: hash prefix)
+  LAMBDASERVE_TRUSTED_TYPES    comma-separated types a skops file may build
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from lambdaserve.runtime import models, source
+from lambdaserve.runtime.errors import ModelLoadError, RequestError
+from lambdaserve.runtime.events import parse_event
+from lambdaserve.runtime.responses import proxy_response
+
+# Exceptions a model raises when the input does not fit it (wrong types, shapes, values).
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+class PredictionService:
+    """A loaded model plus the request/response contract around it."""
+
+    def __init__(self, model: models.EstimatorModel | models.ONNXModel, version: str) -> None:
+        self.model = model
+        self.version = version
+        self._headers = {"x-lambdaserve-model-version": version}
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PredictionService:
+        location = environ.get("LAMBDASERVE_MODEL")
+        if not location:
+            raise ModelLoadError(
+                "LAMBDASERVE_MODEL is not set. Set it to the model file's path or to "
+                "s3://bucket/key?versionId=..."
+            )
+        expected = environ.get("LAMBDASERVE_MODEL_SHA256") or None
+        path = source.fetch(location, expected)
+        fmt = environ.get("LAMBDASERVE_MODEL_FORMAT") or models.format_of(location)
+        trusted = [t for t in environ.get("LAMBDASERVE_TRUSTED_TYPES", "").split(",") if t]
+        model = models.load_model(path, fmt, trusted)
+        version = environ.get("LAMBDASERVE_MODEL_VERSION") or (expected or source.sha256_of(path))[:12]
+        return cls(model, version)
+
+    def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+        log: dict[str, Any] = {"requestId": request_id, "modelVersion": self.version}
+        try:
+            request = parse_event(event)
+            log["batchSize"] = len(request.instances)
+            x = self.model.prepare(request.instances)
+            if request.wants_proba:
+                log["route"] = "predict_proba"
+                if not self.model.has_proba:
+                    raise RequestError(400, "This model has no predict_proba. Use /predict instead.")
+                outputs: Any = self.model.predict_proba(x)
+            else:
+                log["route"] = "predict"
+                outputs = self.model.predict(x)
+            response = proxy_response(200, outputs, self._headers)
+        except RequestError as exc:
+            response = proxy_response(exc.status, exc.body, self._headers)
+            log["error"] = exc.message
+        except _INPUT_ERRORS as exc:
+            if _is_not_fitted(exc):  # a broken model, not bad input: often a library mismatch
+                response = self._failed(exc, log, hint="the model reports it is not fitted")
+            else:
+                message = _first_line(exc)
+                response = proxy_response(
+                    422,
+                    {
+                        "error": f"The model rejected the input: {message}. Check each instance's "
+                        "values and types against what the model was trained on."
+                    },
+                    self._headers,
+                )
+                log["error"] = message
+        except Exception as exc:
+            response = self._failed(exc, log)
+        log["status"] = response["statusCode"]
+        log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
+        log["level"] = "ERROR" if response["statusCode"] >= 500 else "INFO"
+        print(json.dumps(log, default=str), flush=True)
+        return response
+
+    def _failed(self, exc: BaseException, log: dict[str, Any], hint: str = "") -> dict[str, Any]:
+        # The caller learns only that it failed and how to find out why; the log has the rest.
+        log["errorType"] = type(exc).__name__
+        log["errorMessage"] = _first_line(exc) + (f" ({hint})" if hint else "")
+        log["stackTrace"] = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return proxy_response(
+            500,
+            {"error": f"The model failed to predict. Look up request {log['requestId']} in the logs."},
+            self._headers,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What a bundle records about the model: used by the package step's smoke test."""
+        model = self.model
+        return {
+            "version": self.version,
+            "has_proba": model.has_proba,
+            "feature_names": model.feature_names,
+            "n_features": model.n_features,
+            "classes": [str(c) for c in model.classes] if model.classes is not None else None,
+        }
+
+
+def _is_not_fitted(exc: BaseException) -> bool:
+    return any(cls.__name__ == "NotFittedError" for cls in type(exc).__mro__)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+_service: PredictionService | None = None
+
+
+def get_service() -> PredictionService:
+    """The execution environment's service, loaded on first use if INIT did not run."""
+    global _service
+    if _service is None:
+        _service = PredictionService.from_environment()
+    return _service
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    return get_service().handle(event, context)
+
+
+# INIT: load at import time, as a Lambda runtime imports the handler module before the
+# first invocation. Without LAMBDASERVE_MODEL the module stays importable (for tests and
+# tools); the first call then says what is missing.
+if os.environ.get("LAMBDASERVE_MODEL"):
+    get_service()

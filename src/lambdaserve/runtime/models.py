@@ -1,0 +1,201 @@
+"""Load a model file and give every format the same small interface.
+
+Lifecycle: ``load_model`` runs once per execution environment (Lambda's INIT); then
+``prepare`` -> ``predict`` / ``predict_proba`` run once per invocation. ``prepare``
+checks and shapes the instances (see ``instances.py``) so that the model only ever
+sees input of the kind it was fitted on.
+
+Formats: pickle (cloudpickle or plain), joblib, skops and ONNX. Their libraries are
+imported only when a model of that format is loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from lambdaserve.runtime import instances as inst
+from lambdaserve.runtime.errors import BadRequest, ModelLoadError
+
+FORMAT_BY_SUFFIX = {
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".joblib": "joblib",
+    ".skops": "skops",
+    ".onnx": "onnx",
+}
+
+
+def format_of(path: str | Path) -> str:
+    suffix = Path(str(path).split("?", 1)[0]).suffix.lower()
+    try:
+        return FORMAT_BY_SUFFIX[suffix]
+    except KeyError:
+        raise ModelLoadError(
+            f"Cannot tell the format of {path}: use one of " + ", ".join(FORMAT_BY_SUFFIX) + "."
+        ) from None
+
+
+def load_model(path: Path, fmt: str, trusted_types: list[str] | None = None) -> EstimatorModel | ONNXModel:
+    """Load the file; raise ModelLoadError with the cause and the fix on any failure."""
+    try:
+        if fmt == "onnx":
+            return ONNXModel(path)
+        return EstimatorModel(_load_estimator(path, fmt, trusted_types or []))
+    except ModelLoadError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(
+            f"Loading {path.name} needs the module {exc.name!r}, which is not installed here. "
+            "Install the model's pinned requirements (lambdaserve runs it in a matching "
+            "environment with --env auto)."
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load {path.name} as {fmt}: {type(exc).__name__}: {exc}") from exc
+
+
+def _load_estimator(path: Path, fmt: str, trusted_types: list[str]) -> Any:
+    if fmt == "pickle":
+        with path.open("rb") as f:
+            return pickle.load(f)  # cloudpickle output is a standard pickle stream
+    if fmt == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    if fmt == "skops":
+        import skops.io
+
+        return skops.io.load(path, trusted=trusted_types)
+    raise ModelLoadError(f"Unknown model format {fmt!r}.")
+
+
+class EstimatorModel:
+    """A scikit-learn style object: anything with ``predict`` (and maybe ``predict_proba``)."""
+
+    format_family = "estimator"
+
+    def __init__(self, estimator: Any) -> None:
+        if not callable(getattr(estimator, "predict", None)):
+            raise ModelLoadError(
+                f"The file holds a {type(estimator).__name__}, which has no predict method. "
+                "Save the fitted model (e.g. the Pipeline), not its parts or results."
+            )
+        self.estimator = estimator
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names: list[str] | None = [str(n) for n in names] if names is not None else None
+        n_features = getattr(estimator, "n_features_in_", None)
+        self.n_features: int | None = int(n_features) if n_features is not None else None
+        self.has_proba = callable(getattr(estimator, "predict_proba", None))
+        classes = getattr(estimator, "classes_", None)
+        self.classes: list[Any] | None = list(classes) if classes is not None else None
+
+    def prepare(self, instances: list[Any]) -> Any:
+        kind = inst.kind_of(instances)
+        if kind == "text":
+            return instances
+        if kind == "array":
+            inst.check_width(instances, self.n_features, self.feature_names)
+            if self.feature_names is None:
+                return instances
+            return _data_frame(instances, self.feature_names)
+        if self.feature_names is None:
+            raise BadRequest(
+                "This model was not fitted on named features, so it takes arrays, not objects: "
+                + (f"send rows of {self.n_features} numbers." if self.n_features else "send rows of numbers.")
+            )
+        inst.check_columns(instances, self.feature_names)
+        return _data_frame([[r[n] for n in self.feature_names] for r in instances], self.feature_names)
+
+    def predict(self, x: Any) -> Any:
+        return self.estimator.predict(x)
+
+    def predict_proba(self, x: Any) -> list[dict[str, Any]]:
+        rows = self.estimator.predict_proba(x)
+        labels = [str(c) for c in self.classes] if self.classes is not None else None
+        return _label_rows(rows, labels)
+
+
+class ONNXModel:
+    """An ONNX graph run by onnxruntime, as converted by skl2onnx and similar tools.
+
+    One input takes a whole row (numbers, or a string for text models); several inputs
+    mean one input per column, named after the features. The first output is the
+    prediction; a second one, when present, holds class probabilities.
+    """
+
+    format_family = "onnx"
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+        self.feature_names: list[str] | None = [i.name for i in self.inputs] if len(self.inputs) > 1 else None
+        width = self.inputs[0].shape[1] if len(self.inputs[0].shape) > 1 else None
+        self.n_features: int | None = width if isinstance(width, int) and len(self.inputs) == 1 else None
+        self.has_proba = len(self.outputs) > 1
+        self.classes: list[Any] | None = None
+
+    def prepare(self, instances: list[Any]) -> dict[str, Any]:
+        import numpy as np
+
+        kind = inst.kind_of(instances)
+        if len(self.inputs) == 1:
+            only = self.inputs[0]
+            if kind == "record":
+                raise BadRequest("This ONNX model takes one input tensor: send arrays, not objects.")
+            if kind == "array":
+                inst.check_width(instances, self.n_features, None)
+            rows = [[i] for i in instances] if kind == "text" else instances
+            return {only.name: np.asarray(rows, dtype=_numpy_type(only.type))}
+        names = [i.name for i in self.inputs]
+        if kind == "text":
+            raise BadRequest("This ONNX model takes named features: send objects {feature: value}.")
+        if kind == "array":
+            inst.check_width(instances, None, names)
+            instances = [dict(zip(names, row, strict=True)) for row in instances]
+        inst.check_columns(instances, names)
+        return {
+            i.name: np.asarray([[r[i.name]] for r in instances], dtype=_numpy_type(i.type))
+            for i in self.inputs
+        }
+
+    def predict(self, x: Any) -> Any:
+        return self.session.run([self.outputs[0].name], x)[0]
+
+    def predict_proba(self, x: Any) -> list[dict[str, Any]]:
+        rows = self.session.run([self.outputs[1].name], x)[0]
+        if isinstance(rows, list):  # skl2onnx's ZipMap: already one {class: p} per row
+            return [{str(k): float(v) for k, v in row.items()} for row in rows]
+        return _label_rows(rows, None)
+
+
+def _label_rows(rows: Any, labels: list[str] | None) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        values = row.tolist() if hasattr(row, "tolist") else list(row)
+        keys = labels if labels is not None else [str(i) for i in range(len(values))]
+        out.append(dict(zip(keys, values, strict=False)))
+    return out
+
+
+def _data_frame(rows: list[list[Any]], columns: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns)
+
+
+_ONNX_TYPES = {
+    "tensor(string)": "object",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+}
+
+
+def _numpy_type(onnx_type: str) -> str:
+    return _ONNX_TYPES.get(onnx_type, "float32")
