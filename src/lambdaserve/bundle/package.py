@@ -1,0 +1,123 @@
+"""``lambdaserve package``: from a model file to a checked bundle.
+
+Steps, each of which can stop with an error that says how to fix it:
+
+1. inspect the file without loading it (format, imports, dangers, pins);
+2. refuse it if it is dangerous and not trusted;
+3. load it in a fresh execution environment with the pinned versions (``--env``) and
+   smoke-test ``predict`` (and ``predict_proba`` when the model has it) on the sample;
+4. write the bundle directory: the model file and ``lambdaserve.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lambdaserve import __version__
+from lambdaserve.bundle.manifest import Manifest, write_bundle
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.execution.environments import Progress, SilentProgress
+from lambdaserve.execution.events import rest_proxy_event
+from lambdaserve.execution.invoke import open_environment, start
+from lambdaserve.execution.target import default_name, load_target
+from lambdaserve.execution.worker import ExecutionEnvironment
+
+NO_SAMPLE: Any = object()  # --sample not given (None is a valid JSON sample)
+
+
+def package_model(
+    model_path: Path,
+    *,
+    output: Path | None = None,
+    name: str | None = None,
+    sample: Any = NO_SAMPLE,
+    trust: bool = False,
+    requirements: list[str] | None = None,
+    env_mode: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[Manifest, Path]:
+    progress = progress or SilentProgress()
+    if model_path.is_dir():
+        raise LambdaserveError(
+            f"{model_path} is a directory.", "Give the model file itself, e.g. model.pickle."
+        )
+    progress.step(f"Inspecting {model_path.name}")
+    # A bundle is named after its directory unless told otherwise: -o bundles/news -> "news".
+    name = name or (default_name(output) if output is not None else None)
+    target = load_target(model_path, trust=trust, requirements=requirements, name=name)
+    report = target.report
+    if report is None:  # load_target always inspects a model file
+        raise LambdaserveError(f"{model_path} could not be inspected.")
+
+    environment, python = open_environment(target, env_mode=env_mode, progress=progress)
+    progress.step(f"Loading the model in {python.describe()}")
+    with environment:
+        start(environment, python, target)
+        description = environment.describe()
+        outputs = _smoke_test(environment, target.name, sample, description, progress)
+
+    manifest = Manifest(
+        name=target.name,
+        format=report.format,
+        model_file=model_path.name,
+        sha256=report.sha256,
+        size=report.size,
+        python=report.python,
+        requirements=report.requirements,
+        pins=[pin.to_dict() for pin in report.pins],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        lambdaserve_version=__version__,
+        has_proba=bool(description.get("has_proba")),
+        feature_names=description.get("feature_names"),
+        n_features=description.get("n_features"),
+        classes=description.get("classes"),
+        sample_input=None if sample is NO_SAMPLE else sample,
+        sample_output=outputs.get("predict"),
+        sample_proba=outputs.get("predict_proba"),
+        trusted=trust,
+        trusted_types=target.trusted_types,
+        scan={k: v for k, v in report.to_dict().items() if k in ("imports", "dangerous", "by_value")},
+        warnings=report.warnings,
+    )
+    destination = output or Path("bundles") / target.name
+    write_bundle(destination, manifest, model_path)
+    progress.step(f"Bundle written to {destination}")
+    return manifest, destination
+
+
+def _smoke_test(
+    environment: ExecutionEnvironment, name: str, sample: Any, description: dict[str, Any], progress: Progress
+) -> dict[str, Any]:
+    if sample is NO_SAMPLE:
+        return {}
+    routes = ["predict", "predict_proba"] if description.get("has_proba") else ["predict"]
+    outputs = {}
+    for route in routes:
+        progress.step(f"Trying {route} on the sample")
+        event = rest_proxy_event(json.dumps(sample), model=name, route=route)
+        invocation = environment.invoke(event)
+        response = invocation.payload if isinstance(invocation.payload, dict) else {}
+        status = response.get("statusCode")
+        if invocation.status != "ok" or status != 200:
+            detail = _error_text(invocation.error, response)
+            raise LambdaserveError(
+                f"The model failed on the sample ({route}, status {status or invocation.status}): {detail}",
+                "Check that --sample holds instances of the kind the model was trained on, "
+                "e.g. '[\"some text\"]' or '[[5.1, 3.5, 1.4, 0.2]]'. The logs:\n"
+                + "\n".join(invocation.logs),
+            )
+        outputs[route] = json.loads(response["body"])
+    return outputs
+
+
+def _error_text(error: dict[str, Any] | None, response: dict[str, Any]) -> str:
+    if error:
+        return f"{error.get('errorType')}: {error.get('errorMessage')}"
+    try:
+        body = json.loads(response.get("body") or "{}")
+    except json.JSONDecodeError:
+        return str(response.get("body"))
+    return str(body.get("error") or body.get("message") or body)

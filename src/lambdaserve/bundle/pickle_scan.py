@@ -1,0 +1,500 @@
+"""Read what a pickle would do, without doing it.
+
+``scan_pickle`` walks the opcode stream with ``pickletools.genops`` and keeps a
+symbolic stack and memo: strings, numbers, tuples and dicts are kept as values, every
+import (``GLOBAL``, ``STACK_GLOBAL``, ``INST``, extension codes) becomes a ``Global``
+and every call a ``Call``. Nothing is imported and nothing is called, so a hostile file
+is harmless here. From that walk it reports:
+
+- every module and global the file imports when loaded;
+- the dangerous ones (process, file system, ``eval``/``exec``, ``getattr``, ...);
+- code pickled by value (cloudpickle's classes and functions from a notebook or a
+  script): it is data here, but runs when the model is used;
+- library versions the file records (scikit-learn's ``_sklearn_version``).
+
+joblib files are pickles with raw array bytes between opcodes: after each
+``NumpyArrayWrapper`` is built the walk skips the bytes the array occupies, as joblib
+reads them, and scans object arrays' nested pickles as well.
+
+What this cannot prove: code pickled by value can do anything once it runs, and a class
+imported by reference runs its own code (``__setstate__``, ``__reduce__`` targets) as
+designed by its library. The scan tells what will be imported and called at load time,
+not that the model's own code is benign.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copyreg
+import pickletools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+# Imports that give a pickle power over the machine. A module maps to "*" (all of it)
+# or to the names in it that are dangerous.
+_WHOLE_MODULES = [
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "_posixsubprocess",
+    "sys",
+    "shutil",
+    "socket",
+    "pty",
+    "runpy",
+    "importlib",
+    "ctypes",
+    "code",
+    "codeop",
+    "pdb",
+    "bdb",
+    "webbrowser",
+    "multiprocessing",
+    "asyncio",
+    "signal",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "http",
+    "urllib",
+    "requests",
+    "ftplib",
+    "smtplib",
+    "telnetlib",
+]
+_BUILTINS = frozenset(
+    [
+        "eval",
+        "exec",
+        "execfile",
+        "compile",
+        "open",
+        "__import__",
+        "getattr",
+        "setattr",
+        "delattr",
+        "globals",
+        "locals",
+        "vars",
+        "input",
+        "breakpoint",
+        "apply",
+    ]
+)
+_FILES = frozenset({"open", "FileIO", "open_code"})
+DANGEROUS: dict[str, frozenset[str] | str] = {
+    **dict.fromkeys(_WHOLE_MODULES, "*"),
+    "builtins": _BUILTINS,
+    "__builtin__": _BUILTINS,
+    "operator": frozenset({"attrgetter", "methodcaller"}),
+    "io": _FILES,
+    "_io": _FILES,
+}
+
+# Special methods that a pickle's loading calls on the objects it builds. A class
+# pickled by value that defines one of these runs its own code while the file loads.
+LOAD_TIME_HOOKS = frozenset(
+    {
+        "__setstate__",
+        "__new__",
+        "__setitem__",
+        "__setattr__",
+        "append",
+        "extend",
+        "add",
+        "__hash__",
+        "__eq__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__init_subclass__",
+        "__set_name__",
+    }
+)
+
+CLOUDPICKLE = "cloudpickle.cloudpickle"
+# Keys under which libraries record their version in an object's pickled state.
+VERSION_KEYS = {"_sklearn_version": "scikit-learn"}
+JOBLIB_ARRAY_WRAPPERS = {("joblib.numpy_pickle", "NumpyArrayWrapper")}
+_BIG_BYTES = 4096
+
+
+class ScanError(Exception):
+    """The stream is not a pickle this scanner can follow."""
+
+
+@dataclass(frozen=True)
+class Global:
+    module: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass
+class Call:
+    func: Any
+    args: Any
+    state: Any = None
+
+
+class _Opaque:
+    """A value the scan does not model: out-of-band buffers, persistent ids, big bytes."""
+
+
+_OPAQUE = _Opaque()
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str
+    reason: str
+
+
+@dataclass
+class PickleScan:
+    protocol: int = 0
+    opcodes: int = 0
+    imports: list[str] = field(default_factory=list)
+    dangerous: list[Finding] = field(default_factory=list)
+    by_value_classes: list[str] = field(default_factory=list)
+    by_value_functions: list[str] = field(default_factory=list)
+    by_value_imports: list[str] = field(default_factory=list)
+    recorded_versions: dict[str, list[str]] = field(default_factory=dict)
+    joblib_arrays: int = 0
+
+    @property
+    def modules(self) -> list[str]:
+        """Top-level modules the file imports, in order of first use."""
+        seen: dict[str, None] = {}
+        for name in self.imports + self.by_value_imports:
+            seen.setdefault(name.split(".", 1)[0], None)
+        return list(seen)
+
+    @property
+    def has_by_value_code(self) -> bool:
+        return bool(self.by_value_classes or self.by_value_functions)
+
+
+def dangerous_reason(module: str, name: str) -> str | None:
+    top = module.split(".", 1)[0]
+    rule = DANGEROUS.get(module) or DANGEROUS.get(top)
+    if rule == "*":
+        return f"the {top} module can run programs, touch files or reach the network"
+    if rule and name in rule:
+        return f"{module}.{name} can run arbitrary code or reach files"
+    return None
+
+
+def scan_pickle(stream: IO[bytes], *, joblib: bool = False) -> PickleScan:
+    scan = PickleScan()
+    _Walker(stream, scan, joblib).run()
+    _finish(scan)
+    return scan
+
+
+class _Walker:
+    """One pickle stream's symbolic run. Nested streams (joblib object arrays) get their own."""
+
+    def __init__(self, stream: IO[bytes], scan: PickleScan, joblib: bool) -> None:
+        self.stream = stream
+        self.scan = scan
+        self.joblib = joblib
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+
+    def run(self) -> None:
+        try:
+            for op, arg, _pos in self._ops():
+                self.scan.opcodes += 1
+                self.step(op.name, arg)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            raise ScanError(f"not a pickle stream this scanner can follow ({exc})") from None
+
+    def _ops(self) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]:
+        return pickletools.genops(self.stream)
+
+    def pop_mark(self) -> list[Any]:
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def step(self, name: str, arg: Any) -> None:
+        stack = self.stack
+        if name in _LITERALS:
+            stack.append(_OPAQUE if isinstance(arg, (bytes, bytearray)) and len(arg) > _BIG_BYTES else arg)
+        elif name in _CONSTANTS:
+            stack.append(_CONSTANTS[name])
+        elif name == "PROTO":
+            self.scan.protocol = max(self.scan.protocol, arg)
+        elif name in ("FRAME", "STOP"):
+            pass
+        elif name == "MARK":
+            self.metastack.append(stack)
+            self.stack = []
+        elif name in ("EMPTY_LIST", "EMPTY_SET"):
+            stack.append([])
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("LIST", "FROZENSET"):
+            self._push(list(self.pop_mark()))
+        elif name == "TUPLE":
+            self._push(tuple(self.pop_mark()))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            popped = tuple(stack[-n:])
+            del stack[-n:]
+            stack.append(popped)
+        elif name == "DICT":
+            items = self.pop_mark()
+            self._push(_dict_from(items))
+        elif name == "APPEND":
+            value = stack.pop()
+            if isinstance(stack[-1], list):
+                stack[-1].append(value)
+        elif name in ("APPENDS", "ADDITEMS"):
+            items = self.pop_mark()
+            if isinstance(self.stack[-1], list):
+                self.stack[-1].extend(items)
+        elif name == "SETITEM":
+            value, key = stack.pop(), stack.pop()
+            _set_item(stack[-1], key, value)
+        elif name == "SETITEMS":
+            items = self.pop_mark()
+            for i in range(0, len(items) - 1, 2):
+                _set_item(self.stack[-1], items[i], items[i + 1])
+        elif name == "POP":
+            if stack:
+                stack.pop()
+            else:
+                self.pop_mark()
+        elif name == "POP_MARK":
+            self.pop_mark()
+        elif name == "DUP":
+            stack.append(stack[-1])
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            self.memo[int(arg)] = stack[-1]
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = stack[-1]
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(self.memo.get(int(arg), _OPAQUE))
+        elif name == "GLOBAL":
+            module, _, attr = arg.partition(" ")
+            stack.append(self.imported(module, attr))
+        elif name == "STACK_GLOBAL":
+            attr, module = stack.pop(), stack.pop()
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                self.flag("a computed import", "the module or name to import is built at load time")
+                stack.append(_OPAQUE)
+            else:
+                stack.append(self.imported(module, attr))
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
+            stack.append(self.imported(*key) if key else _OPAQUE)
+        elif name == "INST":
+            module, _, attr = arg.partition(" ")
+            self._push(self.called(self.imported(module, attr), tuple(self.pop_mark())))
+        elif name == "OBJ":
+            items = self.pop_mark()
+            self._push(self.called(items[0], tuple(items[1:])))
+        elif name == "REDUCE":
+            args, func = stack.pop(), stack.pop()
+            stack.append(self.called(func, args))
+        elif name == "NEWOBJ":
+            args, cls = stack.pop(), stack.pop()
+            stack.append(Call(cls, args))
+        elif name == "NEWOBJ_EX":
+            _kwargs, args, cls = stack.pop(), stack.pop(), stack.pop()
+            stack.append(Call(cls, args))
+        elif name == "BUILD":
+            state = stack.pop()
+            self.built(stack[-1], state)
+        elif name == "BINPERSID":
+            stack.pop()
+            stack.append(_OPAQUE)
+        elif name in ("PERSID", "NEXT_BUFFER"):
+            stack.append(_OPAQUE)
+        elif name == "READONLY_BUFFER":
+            pass
+        else:
+            raise ScanError(f"unknown opcode {name}")
+
+    def _push(self, value: Any) -> None:
+        self.stack.append(value)
+
+    def flag(self, what: str, reason: str) -> None:
+        finding = Finding(what, reason)
+        if finding not in self.scan.dangerous:
+            self.scan.dangerous.append(finding)
+
+    def imported(self, module: str, name: str) -> Global:
+        imported = Global(module, name)
+        dotted = str(imported)
+        if dotted not in self.scan.imports:
+            self.scan.imports.append(dotted)
+        reason = dangerous_reason(module, name)
+        if reason:
+            self.flag(dotted, reason)
+        return imported
+
+    def called(self, func: Any, args: Any) -> Call:
+        call = Call(func, args)
+        args = args if isinstance(args, tuple) else ()
+        if isinstance(func, Global) and func.module == CLOUDPICKLE:
+            self._cloudpickle_call(func.name, args, call)
+        elif isinstance(func, Call) and not _is_builtin_type(func):
+            # Calling something the pickle itself built (a function made from pickled
+            # code, the result of getattr, ...) runs code while the file loads.
+            self.flag("a call to an object built by the pickle", "code from the file runs while it loads")
+        return call
+
+    def _cloudpickle_call(self, name: str, args: tuple[Any, ...], call: Call) -> None:
+        scan = self.scan
+        if name == "subimport" and args and isinstance(args[0], str):
+            if args[0] not in scan.by_value_imports:
+                scan.by_value_imports.append(args[0])
+        elif name in ("_make_skeleton_class", "_make_skeleton_enum") and len(args) > 1:
+            class_name = args[1] if isinstance(args[1], str) else "<unnamed class>"
+            scan.by_value_classes.append(class_name)
+        elif name == "_function_setstate" and len(args) == 2:
+            # The function's names travel in its slot state, not in _make_function's arguments.
+            parts = args[1] if isinstance(args[1], tuple) else ()
+            names = [p.get(k) for p in parts if isinstance(p, dict) for k in ("__qualname__", "__name__")]
+            scan.by_value_functions.append(next((n for n in names if isinstance(n, str)), "<function>"))
+        elif name == "_class_setstate" and len(args) == 2 and isinstance(args[0], Call):
+            class_dict = args[1][0] if isinstance(args[1], tuple) and args[1] else None
+            hooks = sorted(LOAD_TIME_HOOKS & set(class_dict)) if isinstance(class_dict, dict) else []
+            if hooks:
+                cls_args = args[0].args if isinstance(args[0].args, tuple) else ()
+                class_name = cls_args[1] if len(cls_args) > 1 and isinstance(cls_args[1], str) else "a class"
+                self.flag(
+                    f"{class_name} (pickled by value) defines {', '.join(hooks)}",
+                    "its code runs while the file loads",
+                )
+
+    def built(self, obj: Any, state: Any) -> None:
+        if isinstance(obj, Call):
+            obj.state = state
+        for part in state if isinstance(state, tuple) else (state,):
+            if isinstance(part, dict):
+                for key, library in VERSION_KEYS.items():
+                    version = part.get(key)
+                    if isinstance(version, str):
+                        versions = self.scan.recorded_versions.setdefault(library, [])
+                        if version not in versions:
+                            versions.append(version)
+        if self.joblib and isinstance(obj, Call) and _global_key(obj.func) in JOBLIB_ARRAY_WRAPPERS:
+            self._skip_joblib_array(state)
+
+    def _skip_joblib_array(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise ScanError("a joblib array wrapper without its usual state")
+        count = 1
+        for dim in state.get("shape") or ():
+            if not isinstance(dim, int):
+                raise ScanError("a joblib array with an unreadable shape")
+            count *= dim
+        itemsize, has_objects = _dtype_layout(state.get("dtype"))
+        self.scan.joblib_arrays += 1
+        if has_objects:
+            if count:
+                _Walker(self.stream, self.scan, joblib=True).run()
+            return
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self.stream.read(1)
+            if padding:
+                self.stream.read(padding[0])
+        _skip(self.stream, count * itemsize)
+
+
+_LITERALS = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "BYTEARRAY8",
+        "UNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "FLOAT",
+        "BINFLOAT",
+    }
+)
+_CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
+
+
+def _dict_from(items: list[Any]) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
+    for i in range(0, len(items) - 1, 2):
+        _set_item(result, items[i], items[i + 1])
+    return result
+
+
+def _set_item(target: Any, key: Any, value: Any) -> None:
+    if isinstance(target, dict):
+        with contextlib.suppress(TypeError):  # an unhashable key the scan does not need
+            target[key] = value
+
+
+def _global_key(value: Any) -> tuple[str, str] | None:
+    return (value.module, value.name) if isinstance(value, Global) else None
+
+
+def _is_builtin_type(value: Call) -> bool:
+    # cloudpickle's _builtin_type("CodeType") returns a type; calling it constructs data.
+    return _global_key(value.func) == (CLOUDPICKLE, "_builtin_type")
+
+
+def _dtype_layout(dtype: Any) -> tuple[int, bool]:
+    """(item size, holds Python objects) of a pickled ``numpy.dtype``, without numpy."""
+    if not (isinstance(dtype, Call) and isinstance(dtype.args, tuple) and dtype.args):
+        raise ScanError("a joblib array with an unreadable dtype")
+    descr = dtype.args[0]
+    state = dtype.state if isinstance(dtype.state, tuple) else ()
+    if not isinstance(descr, str):
+        raise ScanError("a joblib array with an unreadable dtype")
+    has_objects = descr.startswith("O") or (len(state) > 7 and isinstance(state[7], int) and state[7] & 1)
+    if len(state) > 4 and state[4] is not None:
+        raise ScanError("a joblib array of a structured dtype; these are not scanned")
+    elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
+    if elsize > 0:
+        return elsize, bool(has_objects)
+    digits = re.search(r"\d+$", descr)
+    if not digits:
+        raise ScanError(f"a joblib array of dtype {descr!r}, which the scan cannot size")
+    return int(digits.group()), bool(has_objects)
+
+
+def _skip(stream: IO[bytes], size: int) -> None:
+    while size > 0:
+        chunk = stream.read(min(size, 1 << 24))
+        if not chunk:
+            raise ScanError("the file ends inside a joblib array")
+        size -= len(chunk)
+
+
+def _finish(scan: PickleScan) -> None:
+    scan.by_value_functions = [
+        f
+        for f in dict.fromkeys(scan.by_value_functions)
+        if not any(f.startswith(c + ".") for c in scan.by_value_classes)
+    ]
+    scan.by_value_classes = list(dict.fromkeys(scan.by_value_classes))
