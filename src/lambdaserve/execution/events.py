@@ -1,0 +1,86 @@
+"""API Gateway REST API proxy events, as AWS builds them for a Lambda integration.
+
+``rest_proxy_event`` makes the event a POST to ``/{stage}/{model}/predict`` would
+produce: the same keys, the same nesting and the same null fields, so a handler cannot
+tell the local gateway from API Gateway. Field by field it follows the "Lambda proxy
+integration input format" of API Gateway's developer guide.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+LOCAL_API_ID = "local"
+
+
+def rest_proxy_event(
+    body: str | bytes | None,
+    *,
+    model: str,
+    stage: str = "test",
+    route: str = "predict",
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+    query: dict[str, list[str]] | None = None,
+    source_ip: str = "127.0.0.1",
+    api_key: str | None = None,
+    api_key_id: str | None = None,
+    request_id: str | None = None,
+    api_id: str = LOCAL_API_ID,
+    domain_name: str = "127.0.0.1",
+) -> dict[str, Any]:
+    request_id = request_id or str(uuid.uuid4())
+    resource = f"/{model}/{route}"
+    headers = dict(headers or {"Content-Type": "application/json"})
+    is_base64 = isinstance(body, bytes)
+    text = base64.b64encode(body).decode("ascii") if isinstance(body, bytes) else body
+    now = time.time()
+    return {
+        "resource": resource,
+        "path": resource,
+        "httpMethod": method,
+        "headers": headers or None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, resource).hex[:6],
+            "resourcePath": resource,
+            "httpMethod": method,
+            "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode("ascii"),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "path": f"/{stage}{resource}",
+            "accountId": ACCOUNT_ID,
+            "protocol": "HTTP/1.1",
+            "stage": stage,
+            "domainPrefix": domain_name.split(".", 1)[0],
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": request_id,
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": headers.get("User-Agent") or headers.get("user-agent"),
+                "user": None,
+                "apiKey": api_key,
+                "apiKeyId": api_key_id,
+            },
+            "domainName": domain_name,
+            "apiId": api_id,
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }

@@ -1,0 +1,72 @@
+"""Lambda's own log lines: START, END, REPORT, and the timeout line.
+
+Formats follow what Lambda writes to CloudWatch Logs, tabs included:
+
+    START RequestId: <id> Version: <version>
+    END RequestId: <id>
+    REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\t
+        Max Memory Used: 98 MB\tInit Duration: 412.50 ms\t
+
+Billing: Lambda bills per started millisecond, and for container-image functions the
+INIT of a cold start is billed as well, so Billed Duration includes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Report:
+    request_id: str
+    duration_ms: float
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None = None
+    status: str | None = None  # None (success or function error), "timeout", "error"
+    error_type: str | None = None
+
+    @property
+    def billed_duration_ms(self) -> int:
+        return max(1, math.ceil(self.duration_ms + (self.init_duration_ms or 0.0)))
+
+    def line(self) -> str:
+        fields = [
+            f"REPORT RequestId: {self.request_id}",
+            f"Duration: {self.duration_ms:.2f} ms",
+            f"Billed Duration: {self.billed_duration_ms} ms",
+            f"Memory Size: {self.memory_size_mb} MB",
+            f"Max Memory Used: {self.max_memory_used_mb} MB",
+        ]
+        if self.init_duration_ms is not None:
+            fields.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.status:
+            fields.append(f"Status: {self.status}")
+        if self.error_type:
+            fields.append(f"Error Type: {self.error_type}")
+        return "\t".join(fields) + "\t"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "requestId": self.request_id,
+            "durationMs": round(self.duration_ms, 3),
+            "billedDurationMs": self.billed_duration_ms,
+            "memorySizeMB": self.memory_size_mb,
+            "maxMemoryUsedMB": self.max_memory_used_mb,
+            "initDurationMs": round(self.init_duration_ms, 3) if self.init_duration_ms is not None else None,
+            "status": self.status,
+            "errorType": self.error_type,
+        }
+
+
+def start_line(request_id: str, version: str) -> str:
+    return f"START RequestId: {request_id} Version: {version}"
+
+
+def end_line(request_id: str) -> str:
+    return f"END RequestId: {request_id}"
+
+
+def timeout_line(request_id: str, timeout_s: float) -> str:
+    return f"{request_id} Task timed out after {timeout_s:.2f} seconds"

@@ -1,0 +1,136 @@
+"""What an execution environment runs: a model file plus what it needs.
+
+A target comes from a bundle (its manifest says everything) or straight from a model
+file (inspected on the spot, refused if dangerous and not trusted). Either way it
+yields the environment variables the handler reads and the pins the Python
+environment must match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lambdaserve.bundle.inspection import ModelReport, inspect_model
+from lambdaserve.bundle.manifest import Manifest, is_bundle, read_manifest
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.execution.environments import Mismatch, PythonEnvironment
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass
+class Target:
+    name: str
+    model_path: Path
+    format: str
+    sha256: str
+    python: str
+    requirements: list[str]
+    trusted_types: list[str] = field(default_factory=list)
+    modules_by_distribution: dict[str, list[str]] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    report: ModelReport | None = None
+
+    def handler_env(self, version: str | None = None) -> dict[str, str]:
+        env = {
+            "LAMBDASERVE_MODEL": str(self.model_path.resolve()),
+            "LAMBDASERVE_MODEL_SHA256": self.sha256,
+            "LAMBDASERVE_MODEL_FORMAT": self.format,
+            "LAMBDASERVE_TRUSTED_TYPES": ",".join(self.trusted_types),
+        }
+        if version:
+            env["LAMBDASERVE_MODEL_VERSION"] = version
+        return env
+
+
+def default_name(path: Path) -> str:
+    stem = path.name if path.is_dir() else path.stem
+    name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_") or "model"
+    return name[:63]
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise LambdaserveError(
+            f"{name!r} is not a valid model name.",
+            "Use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit "
+            "(it becomes part of the URL and of AWS resource names).",
+        )
+    return name
+
+
+def load_target(
+    path: Path, *, trust: bool = False, requirements: list[str] | None = None, name: str | None = None
+) -> Target:
+    """A target from a bundle directory or a model file; refuses a dangerous untrusted file."""
+    if is_bundle(path):
+        manifest = read_manifest(path)
+        return Target(
+            name=check_name(name or manifest.name),
+            model_path=path / manifest.model_file,
+            format=manifest.format,
+            sha256=manifest.sha256,
+            python=manifest.python,
+            requirements=manifest.requirements,
+            trusted_types=manifest.trusted_types,
+            modules_by_distribution={p["name"]: p.get("modules", []) for p in manifest.pins},
+            manifest=manifest,
+        )
+    if path.is_dir():
+        read_manifest(path)  # raises: a directory without a manifest is not a bundle
+    report = inspect_model(path, requirements)
+    report.check_trust(trust)
+    return Target(
+        name=check_name(name or default_name(path)),
+        model_path=path,
+        format=report.format,
+        sha256=report.sha256,
+        python=report.python,
+        requirements=report.requirements,
+        trusted_types=report.untrusted_types if trust else [],
+        modules_by_distribution={p.name: list(p.modules) for p in report.pins},
+        report=report,
+    )
+
+
+def explain_failure(
+    error: dict[str, object], target: Target, environment: PythonEnvironment
+) -> LambdaserveError:
+    """Turn an INIT error from the execution environment into the cause and the fix."""
+    message = str(error.get("errorMessage") or "INIT failed")
+    hints = []
+    missing = re.search(r"module '([^']+)'|No module named '([^']+)'", message)
+    if missing:
+        module = (missing.group(1) or missing.group(2)).split(".", 1)[0]
+        package = next(
+            (
+                req
+                for req in target.requirements
+                if module in target.modules_by_distribution.get(req.split("==")[0], [])
+            ),
+            None,
+        )
+        hints.append(
+            f"The model needs the module {module!r}"
+            + (f", from {package}. Install it, or " if package else ". Install its package, or ")
+            + "run with --env auto (the default) to use an environment built from the bundle's pins."
+        )
+    mismatch_hint = describe_mismatches(environment.mismatches)
+    if mismatch_hint:
+        hints.append(mismatch_hint)
+    return LambdaserveError(
+        f"The model could not be loaded ({error.get('errorType', 'error')}): {message}",
+        "\n".join(hints) or None,
+    )
+
+
+def describe_mismatches(mismatches: list[Mismatch]) -> str:
+    if not mismatches:
+        return ""
+    listed = "; ".join(str(m) for m in mismatches)
+    return (
+        f"This Python does not match the model's pins ({listed}). Run with --env isolated "
+        "(or --env auto, the default) to use exactly the pinned versions."
+    )
