@@ -1,0 +1,1 @@
+"""The ``lambdaserve`` command line: thin typer commands over the library."""

@@ -1,0 +1,121 @@
+"""``lambdaserve invoke``: one invocation in a fresh execution environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.json import JSON
+
+from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
+from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.execution.events import rest_proxy_event
+from lambdaserve.execution.invoke import invoke_once
+from lambdaserve.execution.target import describe_mismatches, load_target
+
+
+@handle_errors
+def invoke(
+    target: Path = typer.Argument(..., help="A bundle directory or a model file."),
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="Request body (JSON), sent as API Gateway would send a POST body."
+    ),
+    event: Path | None = typer.Option(None, "--event", "-e", help="A Lambda event file ('-' for stdin)."),
+    route: str = typer.Option("predict", "--route", help="predict or predict_proba (with --data)."),
+    env: str = ENV_OPTION,
+    trust: bool = TRUST_OPTION,
+    requirement: list[str] | None = REQUIREMENT_OPTION,
+    memory: int = typer.Option(
+        256, "--memory", help="Memory size in MB; the environment is killed above it."
+    ),
+    timeout: float = typer.Option(10.0, "--timeout", help="Function timeout in seconds."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run INIT and one invocation in a fresh process, as `sam local invoke` does, without Docker.
+
+    Prints Lambda's START / END / REPORT lines and the handler's logs on stderr, and the
+    handler's result on stdout. Exits 0 only when the result's statusCode is 2xx.
+
+    Example:
+
+        lambdaserve invoke bundles/news --data '["God is not a hypothesis"]'
+
+        lambdaserve invoke model.pickle --event tests/events/apigw-rest-post.json
+    """
+    if (data is None) == (event is None):
+        raise LambdaserveError(
+            "Give exactly one of --data and --event.",
+            "e.g. --data '[\"some text\"]', or --event event.json with a full Lambda event.",
+        )
+    if route not in ("predict", "predict_proba"):
+        raise LambdaserveError(f"Unknown --route {route!r}.", "Use predict or predict_proba.")
+    resolved = load_target(target, trust=trust, requirements=requirement or [])
+    payload = (
+        _read_event(event) if event is not None else rest_proxy_event(data, model=resolved.name, route=route)
+    )
+    with progress() as reporter:
+        invocation, python = invoke_once(
+            resolved, payload, env_mode=env, progress=reporter, memory_mb=memory, timeout_s=timeout
+        )
+    if python.mismatches and not python.isolated:
+        warn(describe_mismatches(python.mismatches))
+    result = invocation.payload
+    succeeded = invocation.status == "ok" and _status_of(result) in range(200, 300)
+    if as_json:
+        print_json(
+            {
+                "result": result,
+                "error": invocation.error,
+                "status": invocation.status,
+                "report": invocation.report.to_dict() if invocation.report else None,
+                "logs": invocation.logs,
+                "environment": {
+                    "python": python.python,
+                    "isolated": python.isolated,
+                    "mismatches": [str(m) for m in python.mismatches],
+                },
+            }
+        )
+    else:
+        for line in invocation.logs:
+            err.print(line, markup=False, highlight=False, style="dim")
+        shown = result if invocation.status == "ok" else invocation.error
+        if out.is_terminal:
+            out.print(JSON(json.dumps(shown)))
+        else:
+            sys.stdout.write(json.dumps(shown) + "\n")
+        _summarise(result, invocation.status)
+    if not succeeded:
+        raise typer.Exit(1)
+
+
+def _read_event(path: Path) -> Any:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise LambdaserveError(f"Cannot read the event file {path}: {exc.strerror}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LambdaserveError(
+            f"The event file {path} is not valid JSON ({exc.msg} at line {exc.lineno}).",
+            "An event is a JSON object, e.g. an API Gateway proxy event with a 'body'.",
+        ) from None
+
+
+def _status_of(result: Any) -> int | None:
+    return result.get("statusCode") if isinstance(result, dict) else None
+
+
+def _summarise(result: Any, status: str) -> None:
+    if status != "ok":
+        err.print(f"[red]✗ The invocation failed ({status}).[/]")
+        return
+    code = _status_of(result)
+    body = result.get("body") if isinstance(result, dict) else None
+    colour = "green" if code and 200 <= code < 300 else "red"
+    err.print(f"[{colour}]→ {code}[/] {body}", highlight=False)
