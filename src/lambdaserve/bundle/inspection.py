@@ -142,7 +142,7 @@ def inspect_model(path: Path, user_requirements: list[str] | None = None) -> Mod
         modules = _inspect_skops(path, report)
     try:
         report.pins = pin_requirements(
-            modules, report.recorded_versions, user_requirements or [], FORMAT_REQUIREMENTS[fmt]
+            modules, report.recorded_versions, user_requirements or [], FORMAT_REQUIREMENTS[report.format]
         )
     except ValueError as exc:
         raise LambdaserveError(f"Bad --requirement: {exc}.") from None
@@ -156,6 +156,8 @@ def inspect_model(path: Path, user_requirements: list[str] | None = None) -> Mod
 
 
 def _scan_pickle_file(path: Path, fmt: str, report: ModelReport) -> PickleScan:
+    """Scan a pickle or joblib file. joblib writes .pkl files too: they are recognised by
+    their compression or their array blocks, and loaded with joblib."""
     with path.open("rb") as raw:
         head = raw.read(6)
         raw.seek(0)
@@ -165,16 +167,17 @@ def _scan_pickle_file(path: Path, fmt: str, report: ModelReport) -> PickleScan:
                 "If it is a skops file, name it .skops; PyTorch checkpoints are not supported.",
             )
         try:
-            if fmt == "joblib":
-                stream, report.compression = _joblib_stream(raw, head, path)
-                return scan_pickle(stream, joblib=True)
-            return scan_pickle(raw)
+            stream, report.compression = _joblib_stream(raw, head, path)
+            scan = scan_pickle(stream, joblib=True)
         except ScanError as exc:
             raise LambdaserveError(
                 f"Could not read {path.name} as a {fmt} file: {exc}.",
-                "Check that the file is complete and was written by "
-                + ("joblib.dump." if fmt == "joblib" else "pickle or cloudpickle."),
+                "Check that the file is complete and was written by pickle, cloudpickle or joblib.dump.",
             ) from None
+    if fmt == "pickle" and (report.compression or scan.joblib_arrays):
+        report.format = "joblib"
+        report.warnings.append(f"{path.name} was written by joblib.dump; it is loaded with joblib.load.")
+    return scan
 
 
 def _joblib_stream(raw: IO[bytes], head: bytes, path: Path) -> tuple[IO[bytes], str | None]:

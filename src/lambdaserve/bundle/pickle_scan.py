@@ -91,6 +91,8 @@ DANGEROUS: dict[str, frozenset[str] | str] = {
     "builtins": _BUILTINS,
     "__builtin__": _BUILTINS,
     "operator": frozenset({"attrgetter", "methodcaller"}),
+    # joblib's pre-0.10 wrappers load arrays from other files beside the pickle.
+    "joblib.numpy_pickle_compat": frozenset({"NDArrayWrapper", "ZNDArrayWrapper"}),
     "io": _FILES,
     "_io": _FILES,
 }
@@ -191,8 +193,15 @@ def dangerous_reason(module: str, name: str) -> str | None:
 
 
 def scan_pickle(stream: IO[bytes], *, joblib: bool = False) -> PickleScan:
+    """Scan one pickle (``joblib=True``: a joblib stream, raw array blocks included).
+
+    A joblib stream with arrays must end exactly where its pickle ends: bytes after the
+    last STOP would mean the scan and joblib read the file differently, so it is refused.
+    """
     scan = PickleScan()
     _Walker(stream, scan, joblib).run()
+    if scan.joblib_arrays and stream.read(1):
+        raise ScanError("data after the end of the pickle, which joblib would not read the way the scan did")
     _finish(scan)
     return scan
 
@@ -309,10 +318,10 @@ class _Walker:
             stack.append(self.called(func, args))
         elif name == "NEWOBJ":
             args, cls = stack.pop(), stack.pop()
-            stack.append(Call(cls, args))
+            stack.append(self.instantiated(cls, args))
         elif name == "NEWOBJ_EX":
             _kwargs, args, cls = stack.pop(), stack.pop(), stack.pop()
-            stack.append(Call(cls, args))
+            stack.append(self.instantiated(cls, args))
         elif name == "BUILD":
             state = stack.pop()
             self.built(stack[-1], state)
@@ -346,6 +355,11 @@ class _Walker:
 
     def called(self, func: Any, args: Any) -> Call:
         call = Call(func, args)
+        if self.joblib and _global_key(func) not in JOBLIB_ARRAY_WRAPPERS and _mentions_wrapper(args):
+            # joblib spots its wrappers with isinstance(); one built any other way (a
+            # subclass, copyreg._reconstructor) would make joblib read raw bytes where
+            # this scan reads opcodes.
+            raise ScanError("a joblib array wrapper built indirectly")
         args = args if isinstance(args, tuple) else ()
         if isinstance(func, Global) and func.module == CLOUDPICKLE:
             self._cloudpickle_call(func.name, args, call)
@@ -354,6 +368,12 @@ class _Walker:
             # code, the result of getattr, ...) runs code while the file loads.
             self.flag("a call to an object built by the pickle", "code from the file runs while it loads")
         return call
+
+    def instantiated(self, cls: Any, args: Any) -> Call:
+        """``cls.__new__(cls, *args)``: builds an object without calling code from the file."""
+        if self.joblib and _global_key(cls) not in JOBLIB_ARRAY_WRAPPERS and _mentions_wrapper(args):
+            raise ScanError("a joblib array wrapper built indirectly")
+        return Call(cls, args)
 
     def _cloudpickle_call(self, name: str, args: tuple[Any, ...], call: Call) -> None:
         scan = self.scan
@@ -403,9 +423,8 @@ class _Walker:
             count *= dim
         itemsize, has_objects = _dtype_layout(state.get("dtype"))
         self.scan.joblib_arrays += 1
-        if has_objects:
-            if count:
-                _Walker(self.stream, self.scan, joblib=True).run()
+        if has_objects:  # joblib writes (and reads) a nested pickle even for an empty array
+            _Walker(self.stream, self.scan, joblib=True).run()
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             padding = self.stream.read(1)
@@ -458,29 +477,45 @@ def _global_key(value: Any) -> tuple[str, str] | None:
     return (value.module, value.name) if isinstance(value, Global) else None
 
 
+def _mentions_wrapper(value: Any, depth: int = 0) -> bool:
+    if _global_key(value) in JOBLIB_ARRAY_WRAPPERS:
+        return True
+    if isinstance(value, (tuple, list)) and depth < 4:
+        return any(_mentions_wrapper(v, depth + 1) for v in value)
+    return False
+
+
 def _is_builtin_type(value: Call) -> bool:
     # cloudpickle's _builtin_type("CodeType") returns a type; calling it constructs data.
     return _global_key(value.func) == (CLOUDPICKLE, "_builtin_type")
 
 
 def _dtype_layout(dtype: Any) -> tuple[int, bool]:
-    """(item size, holds Python objects) of a pickled ``numpy.dtype``, without numpy."""
+    """(item size, holds Python objects) of a pickled ``numpy.dtype``, as numpy decides them.
+
+    The sizes must be numpy's, not the file's: joblib reads ``dtype.itemsize`` bytes per
+    item, and a scan that skipped any other count would lose its place in the stream.
+    numpy takes the element size from the state only for flexible types (bytes, unicode,
+    void); for every other type it comes from the type code ('f8' is 8 bytes whatever the
+    state says), and only 'O' holds objects.
+    """
     if not (isinstance(dtype, Call) and isinstance(dtype.args, tuple) and dtype.args):
         raise ScanError("a joblib array with an unreadable dtype")
     descr = dtype.args[0]
     state = dtype.state if isinstance(dtype.state, tuple) else ()
-    if not isinstance(descr, str):
+    if not isinstance(descr, str) or not descr:
         raise ScanError("a joblib array with an unreadable dtype")
-    has_objects = descr.startswith("O") or (len(state) > 7 and isinstance(state[7], int) and state[7] & 1)
     if len(state) > 4 and state[4] is not None:
         raise ScanError("a joblib array of a structured dtype; these are not scanned")
-    elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
-    if elsize > 0:
-        return elsize, bool(has_objects)
-    digits = re.search(r"\d+$", descr)
+    if descr[0] in "SUVa":
+        elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
+        if elsize <= 0:
+            raise ScanError(f"a joblib array of dtype {descr!r} without its size")
+        return elsize, False
+    digits = re.fullmatch(r"[a-zA-Z?]+(\d+)", descr)
     if not digits:
         raise ScanError(f"a joblib array of dtype {descr!r}, which the scan cannot size")
-    return int(digits.group()), bool(has_objects)
+    return int(digits.group(1)), descr[0] == "O"
 
 
 def _skip(stream: IO[bytes], size: int) -> None:
@@ -492,9 +527,10 @@ def _skip(stream: IO[bytes], size: int) -> None:
 
 
 def _finish(scan: PickleScan) -> None:
+    # Methods belong to their class's entry ("Topics.fit", "make.<locals>.Topics.fit").
     scan.by_value_functions = [
         f
         for f in dict.fromkeys(scan.by_value_functions)
-        if not any(f.startswith(c + ".") for c in scan.by_value_classes)
+        if not any(f".{c}." in f".{f}" for c in scan.by_value_classes)
     ]
     scan.by_value_classes = list(dict.fromkeys(scan.by_value_classes))
