@@ -81,8 +81,9 @@ def invoke(
             }
         )
     else:
-        for line in invocation.logs:
-            err.print(line, markup=False, highlight=False, style="dim")
+        # Written as they are: Lambda's lines are tab-separated, and rich would expand the tabs.
+        sys.stderr.write("".join(f"{line}\n" for line in invocation.logs))
+        sys.stderr.flush()
         shown = result if invocation.status == "ok" else invocation.error
         if out.is_terminal:
             out.print(JSON(json.dumps(shown)))

@@ -184,16 +184,16 @@ def find_python(version: str) -> str:
 
 
 def _run(command: list[str], progress: Progress) -> None:
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-    )
     tail: list[str] = []
-    for line in process.stdout or ():
-        line = line.rstrip()
-        if line:
-            tail = [*tail[-19:], line]
-            progress.detail(line)
-    if process.wait() != 0:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    ) as process:
+        for line in process.stdout or ():
+            line = line.rstrip()
+            if line:
+                tail = [*tail[-19:], line]
+                progress.detail(line)
+    if process.returncode != 0:
         raise LambdaserveError(
             f"Building the environment failed: {' '.join(command[:3])} ... exited with "
             f"{process.returncode}.\n" + "\n".join(tail),

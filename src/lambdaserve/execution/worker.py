@@ -84,6 +84,8 @@ class ExecutionEnvironment:
         self._cold = True
         self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._logs: queue.Queue[str | None] = queue.Queue()
+        self._readers: list[threading.Thread] = []
+        self._init_logs: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> float:
@@ -102,8 +104,10 @@ class ExecutionEnvironment:
             env=self.env,
             cwd=self.cwd,
         )
-        _reader(self.process.stdout, self._messages, parse=True)
-        _reader(self.process.stderr, self._logs, parse=False)
+        self._readers = [
+            _reader(self.process.stdout, self._messages, parse=True),
+            _reader(self.process.stderr, self._logs, parse=False),
+        ]
         message = self._wait_message(max(self.timeout_s, 10.0) + 60.0)
         if message is None or message.get("type") != "ready":
             logs = self._drain_logs(until=None)
@@ -114,6 +118,7 @@ class ExecutionEnvironment:
             }
             raise InitFailed(error, logs)
         self.init_ms = float(message.get("initMs") or (time.perf_counter() - started) * 1000)
+        self._init_logs = self._drain_logs(until="init")
         self._cold = True
         return self.init_ms
 
@@ -123,12 +128,17 @@ class ExecutionEnvironment:
             return
         with contextlib.suppress(OSError):
             if process.stdin:
-                process.stdin.close()
+                process.stdin.close()  # EOF: the bootstrap's loop ends and it exits
         try:
             process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        for reader in self._readers:
+            reader.join(timeout=2)
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
 
     def __enter__(self) -> ExecutionEnvironment:
         return self
@@ -155,8 +165,10 @@ class ExecutionEnvironment:
         if not self.alive:
             self.start()
         init_ms = self.init_ms if self._cold else None
+        # INIT's output comes before the first START, as in the function's log stream.
+        lines = [*self._init_logs] if self._cold else []
         self._cold = False
-        lines = [start_line(request_id, self.version)]
+        lines.append(start_line(request_id, self.version))
         deadline = time.time() + self.timeout_s
         self._send(
             {
@@ -290,7 +302,7 @@ class ExecutionEnvironment:
         self._cold = True
 
 
-def _reader(stream: IO[str] | None, sink: queue.Queue[Any], *, parse: bool) -> None:
+def _reader(stream: IO[str] | None, sink: queue.Queue[Any], *, parse: bool) -> threading.Thread:
     def pump() -> None:
         for line in stream or ():
             line = line.rstrip("\n")
@@ -303,7 +315,9 @@ def _reader(stream: IO[str] | None, sink: queue.Queue[Any], *, parse: bool) -> N
                 sink.put(line)
         sink.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
 
 
 def _rss_kib(process: subprocess.Popen[str] | None) -> int:

@@ -4,8 +4,8 @@ This plays the part of Lambda's runtime inside one execution environment. It run
 once (imports the handler named by ``_HANDLER``, as Lambda sets it), then serves one
 invocation at a time, read from stdin and answered on the original stdout, one JSON
 object per line. Everything the handler prints (to stdout or stderr, from Python or C)
-goes to stderr, which is the environment's log stream; after each invocation a marker
-line closes that invocation's logs so the host can frame them with END and REPORT.
+goes to stderr, which is the environment's log stream; a marker line closes INIT's
+logs and each invocation's, so the host can frame them with START, END and REPORT.
 
 Messages in:   {"type": "invoke", "requestId", "event", "deadlineMs"} | {"type": "describe"}
 Messages out:  {"type": "ready", "initMs"} | {"type": "initError", ...}
@@ -117,6 +117,13 @@ def _invoke(handler: Any, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def _end_logs(label: str) -> None:
+    """Close a stretch of the log stream (INIT, or one invocation) for the host to frame."""
+    sys.stdout.flush()
+    sys.stderr.write(f"{LOG_END_MARKER}{label}\n")
+    sys.stderr.flush()
+
+
 def main() -> int:
     # Keep the real stdout for messages; send everything else (prints included) to the log.
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -135,7 +142,9 @@ def main() -> int:
     except Exception as exc:  # raised by INIT code itself: reported under its own type
         _send(protocol, {"type": "initError", **_error(exc)})
         return 1
-    _send(protocol, {"type": "ready", "initMs": (time.perf_counter() - started) * 1000, "pid": os.getpid()})
+    init_ms = (time.perf_counter() - started) * 1000
+    _end_logs("init")
+    _send(protocol, {"type": "ready", "initMs": init_ms, "pid": os.getpid()})
 
     for line in sys.stdin:
         message = json.loads(line)
@@ -145,9 +154,7 @@ def main() -> int:
             _send(protocol, {"type": "description", **description})
             continue
         reply = _invoke(handler, message)
-        sys.stdout.flush()
-        sys.stderr.write(f"{LOG_END_MARKER}{message['requestId']}\n")
-        sys.stderr.flush()
+        _end_logs(message["requestId"])
         reply["maxMemoryMB"] = _max_memory_mb()
         _send(protocol, reply)
     return 0

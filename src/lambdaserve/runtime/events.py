@@ -58,7 +58,11 @@ def _payload(event: dict[str, Any]) -> Any:
         raise PayloadTooLarge()
     text = _decode_base64(body) if event.get("isBase64Encoded") else body
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
+    except _NotJSON as exc:
+        raise BadRequest(
+            f"The body contains {exc}, which JSON does not allow. Send null for a missing value."
+        ) from None
     except json.JSONDecodeError as exc:
         hint = ""
         if text[:1] not in ("[", "{", '"') and not text[:1].isdigit():
@@ -66,6 +70,15 @@ def _payload(event: dict[str, Any]) -> Any:
         raise BadRequest(
             f"The body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). {_HOW}{hint}"
         ) from None
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json module accepts NaN and Infinity; JSON (and every other client) does not.
+    raise _NotJSON(name)
 
 
 def _decode_base64(body: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 import uuid
@@ -34,6 +35,9 @@ from lambdaserve.runtime.responses import proxy_response
 
 # Exceptions a model raises when the input does not fit it (wrong types, shapes, values).
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+# An AttributeError on a JSON value ("'list' object has no attribute 'lower'") means the
+# instance is of the wrong kind; on anything else it means the model itself is broken.
+_INPUT_ATTRIBUTE_ERROR = re.compile(r"^'(list|dict|str|int|float|bool|NoneType)' object has no attribute")
 
 
 class PredictionService:
@@ -80,11 +84,11 @@ class PredictionService:
         except RequestError as exc:
             response = proxy_response(exc.status, exc.body, self._headers)
             log["error"] = exc.message
-        except _INPUT_ERRORS as exc:
+        except Exception as exc:
             if _is_not_fitted(exc):  # a broken model, not bad input: often a library mismatch
                 response = self._failed(exc, log, hint="the model reports it is not fitted")
-            else:
-                message = _first_line(exc)
+            elif _is_input_error(exc):
+                message = _first_line(exc).rstrip(".")
                 response = proxy_response(
                     422,
                     {
@@ -94,8 +98,8 @@ class PredictionService:
                     self._headers,
                 )
                 log["error"] = message
-        except Exception as exc:
-            response = self._failed(exc, log)
+            else:
+                response = self._failed(exc, log)
         log["status"] = response["statusCode"]
         log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
         log["level"] = "ERROR" if response["statusCode"] >= 500 else "INFO"
@@ -123,6 +127,12 @@ class PredictionService:
             "n_features": model.n_features,
             "classes": [str(c) for c in model.classes] if model.classes is not None else None,
         }
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    if isinstance(exc, AttributeError):
+        return bool(_INPUT_ATTRIBUTE_ERROR.match(str(exc)))
+    return isinstance(exc, _INPUT_ERRORS)
 
 
 def _is_not_fitted(exc: BaseException) -> bool:

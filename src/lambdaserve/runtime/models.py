@@ -33,7 +33,9 @@ def format_of(path: str | Path) -> str:
         return FORMAT_BY_SUFFIX[suffix]
     except KeyError:
         raise ModelLoadError(
-            f"Cannot tell the format of {path}: use one of " + ", ".join(FORMAT_BY_SUFFIX) + "."
+            f"Cannot tell the format of {path}: name it with one of "
+            + ", ".join(FORMAT_BY_SUFFIX)
+            + " or set LAMBDASERVE_MODEL_FORMAT."
         ) from None
 
 
@@ -92,7 +94,10 @@ class EstimatorModel:
 
     def prepare(self, instances: list[Any]) -> Any:
         kind = inst.kind_of(instances)
+        tabular = self.feature_names is not None or self.n_features is not None
         if kind == "text":
+            if tabular:
+                raise BadRequest(f"This model takes {self._rows_hint()}, not strings.")
             return instances
         if kind == "array":
             inst.check_width(instances, self.n_features, self.feature_names)
@@ -101,11 +106,20 @@ class EstimatorModel:
             return _data_frame(instances, self.feature_names)
         if self.feature_names is None:
             raise BadRequest(
-                "This model was not fitted on named features, so it takes arrays, not objects: "
-                + (f"send rows of {self.n_features} numbers." if self.n_features else "send rows of numbers.")
+                "This model was not fitted on named features, so it does not take objects. Send "
+                + (self._rows_hint() if tabular else "instances of the kind it was trained on, e.g. strings")
+                + "."
             )
         inst.check_columns(instances, self.feature_names)
         return _data_frame([[r[n] for n in self.feature_names] for r in instances], self.feature_names)
+
+    def _rows_hint(self) -> str:
+        if self.feature_names:
+            return (
+                f"objects with the features {', '.join(self.feature_names)}, or rows of "
+                f"{len(self.feature_names)} values in that order"
+            )
+        return f"rows of {self.n_features} numbers"
 
     def predict(self, x: Any) -> Any:
         return self.estimator.predict(x)

@@ -39,9 +39,13 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+        return {_key(jsonable(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
+        return None
+    if hasattr(value, "columns") and callable(getattr(value, "to_dict", None)):  # a DataFrame: rows
+        return jsonable(value.to_dict(orient="records"))
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, pandas objects
     if callable(tolist):
         return jsonable(tolist())
@@ -49,3 +53,14 @@ def jsonable(value: Any) -> Any:
     if callable(item):
         return jsonable(item())
     return str(value)
+
+
+def _key(key: Any) -> str:
+    """Spell a dict key as json.dumps would: True -> "true", None -> "null", 1.5 -> "1.5"."""
+    return (
+        key
+        if isinstance(key, str)
+        else json.dumps(key)
+        if key is None or isinstance(key, (bool, int, float))
+        else str(key)
+    )
