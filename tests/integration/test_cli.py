@@ -169,3 +169,31 @@ def test_the_installed_command_prints_one_json_object(topics_bundle: Path) -> No
     output = json.loads(done.stdout)
     assert json.loads(output["result"]["body"]) == ["space"]
     assert output["logs"][-1].startswith("REPORT RequestId: ")
+
+
+def test_a_model_needing_a_module_that_is_not_installed_says_which_and_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a model whose class lives in a package that is installed where it was made only
+    (tmp_path / "lsfixture_models.py").write_text(
+        "class Model:\n    def predict(self, x):\n        return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lsfixture_models  # type: ignore[import-not-found]
+
+    path = tmp_path / "model.pickle"
+    path.write_bytes(__import__("pickle").dumps(lsfixture_models.Model()))
+    monkeypatch.delitem(sys.modules, "lsfixture_models")
+    (tmp_path / "lsfixture_models.py").unlink()
+    # WHEN it is inspected, then invoked in this Python
+    _, report, _ = run("inspect", str(path))
+    code, _, stderr = run("invoke", str(path), "--env", "local", "--data", '["x"]')
+    # THEN the report says the version is unknown and how to pin it, and the failure
+    # names the module, the package, and the way out
+    assert "lsfixture_models" in report
+    assert "--requirement lsfixture_models==VERSION" in report
+    assert code == 1
+    assert "needs the module 'lsfixture_models'" in stderr
+    assert "from lsfixture_models" in stderr
+    assert "--env auto" in stderr
+    assert "Traceback" not in stderr

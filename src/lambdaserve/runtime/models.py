@@ -49,9 +49,8 @@ def load_model(path: Path, fmt: str, trusted_types: list[str] | None = None) -> 
         raise
     except ModuleNotFoundError as exc:
         raise ModelLoadError(
-            f"Loading {path.name} needs the module {exc.name!r}, which is not installed here. "
-            "Install the model's pinned requirements (lambdaserve runs it in a matching "
-            "environment with --env auto)."
+            f"Loading {path.name} needs the module {exc.name!r}, which is not installed in this "
+            "environment. Install the model's pinned requirements (lambdaserve.json)."
         ) from exc
     except Exception as exc:
         raise ModelLoadError(f"Could not load {path.name} as {fmt}: {type(exc).__name__}: {exc}") from exc
