@@ -27,134 +27,18 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import pickletools
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-# Imports that give a pickle power over the machine. A module maps to "*" (all of it)
-# or to the names in it that are dangerous.
-_WHOLE_MODULES = [
-    "os",
-    "posix",
-    "nt",
-    "subprocess",
-    "_posixsubprocess",
-    "sys",
-    "shutil",
-    "socket",
-    "pty",
-    "runpy",
-    "importlib",
-    "ctypes",
-    "code",
-    "codeop",
-    "pdb",
-    "bdb",
-    "webbrowser",
-    "multiprocessing",
-    "asyncio",
-    "signal",
-    "pickle",
-    "_pickle",
-    "marshal",
-    "shelve",
-    "http",
-    "urllib",
-    "requests",
-    "ftplib",
-    "smtplib",
-    "telnetlib",
-]
-_BUILTINS = frozenset(
-    [
-        "eval",
-        "exec",
-        "execfile",
-        "compile",
-        "open",
-        "__import__",
-        "getattr",
-        "setattr",
-        "delattr",
-        "globals",
-        "locals",
-        "vars",
-        "input",
-        "breakpoint",
-        "apply",
-    ]
-)
-_FILES = frozenset({"open", "FileIO", "open_code"})
-DANGEROUS: dict[str, frozenset[str] | str] = {
-    **dict.fromkeys(_WHOLE_MODULES, "*"),
-    "builtins": _BUILTINS,
-    "__builtin__": _BUILTINS,
-    "operator": frozenset({"attrgetter", "methodcaller"}),
-    # joblib's pre-0.10 wrappers load arrays from other files beside the pickle.
-    "joblib.numpy_pickle_compat": frozenset({"NDArrayWrapper", "ZNDArrayWrapper"}),
-    "io": _FILES,
-    "_io": _FILES,
-}
+from lambdaserve.bundle.joblib_layout import JOBLIB_ARRAY_WRAPPERS, dtype_layout, mentions_wrapper, skip_bytes
+from lambdaserve.bundle.pickle_values import OPAQUE, Call, Global, ScanError, global_key
+from lambdaserve.bundle.scan_rules import LOAD_TIME_HOOKS, VERSION_KEYS, Finding, dangerous_reason
 
-# Special methods that a pickle's loading calls on the objects it builds. A class
-# pickled by value that defines one of these runs its own code while the file loads.
-LOAD_TIME_HOOKS = frozenset(
-    {
-        "__setstate__",
-        "__new__",
-        "__setitem__",
-        "__setattr__",
-        "append",
-        "extend",
-        "add",
-        "__hash__",
-        "__eq__",
-        "__reduce__",
-        "__reduce_ex__",
-        "__init_subclass__",
-        "__set_name__",
-    }
-)
+__all__ = ["Finding", "PickleScan", "ScanError", "scan_pickle"]
 
 CLOUDPICKLE = "cloudpickle.cloudpickle"
-# Keys under which libraries record their version in an object's pickled state.
-VERSION_KEYS = {"_sklearn_version": "scikit-learn"}
-JOBLIB_ARRAY_WRAPPERS = {("joblib.numpy_pickle", "NumpyArrayWrapper")}
 _BIG_BYTES = 4096
-
-
-class ScanError(Exception):
-    """The stream is not a pickle this scanner can follow."""
-
-
-@dataclass(frozen=True)
-class Global:
-    module: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass
-class Call:
-    func: Any
-    args: Any
-    state: Any = None
-
-
-class _Opaque:
-    """A value the scan does not model: out-of-band buffers, persistent ids, big bytes."""
-
-
-_OPAQUE = _Opaque()
-
-
-@dataclass(frozen=True)
-class Finding:
-    what: str
-    reason: str
 
 
 @dataclass
@@ -180,16 +64,6 @@ class PickleScan:
     @property
     def has_by_value_code(self) -> bool:
         return bool(self.by_value_classes or self.by_value_functions)
-
-
-def dangerous_reason(module: str, name: str) -> str | None:
-    top = module.split(".", 1)[0]
-    rule = DANGEROUS.get(module) or DANGEROUS.get(top)
-    if rule == "*":
-        return f"the {top} module can run programs, touch files or reach the network"
-    if rule and name in rule:
-        return f"{module}.{name} can run arbitrary code or reach files"
-    return None
 
 
 def scan_pickle(stream: IO[bytes], *, joblib: bool = False) -> PickleScan:
@@ -236,7 +110,7 @@ class _Walker:
     def step(self, name: str, arg: Any) -> None:
         stack = self.stack
         if name in _LITERALS:
-            stack.append(_OPAQUE if isinstance(arg, (bytes, bytearray)) and len(arg) > _BIG_BYTES else arg)
+            stack.append(OPAQUE if isinstance(arg, (bytes, bytearray)) and len(arg) > _BIG_BYTES else arg)
         elif name in _CONSTANTS:
             stack.append(_CONSTANTS[name])
         elif name == "PROTO":
@@ -293,7 +167,7 @@ class _Walker:
         elif name == "MEMOIZE":
             self.memo[len(self.memo)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(self.memo.get(int(arg), _OPAQUE))
+            stack.append(self.memo.get(int(arg), OPAQUE))
         elif name == "GLOBAL":
             module, _, attr = arg.partition(" ")
             stack.append(self.imported(module, attr))
@@ -301,12 +175,12 @@ class _Walker:
             attr, module = stack.pop(), stack.pop()
             if not (isinstance(module, str) and isinstance(attr, str)):
                 self.flag("a computed import", "the module or name to import is built at load time")
-                stack.append(_OPAQUE)
+                stack.append(OPAQUE)
             else:
                 stack.append(self.imported(module, attr))
         elif name in ("EXT1", "EXT2", "EXT4"):
             key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
-            stack.append(self.imported(*key) if key else _OPAQUE)
+            stack.append(self.imported(*key) if key else OPAQUE)
         elif name == "INST":
             module, _, attr = arg.partition(" ")
             self._push(self.called(self.imported(module, attr), tuple(self.pop_mark())))
@@ -327,9 +201,9 @@ class _Walker:
             self.built(stack[-1], state)
         elif name == "BINPERSID":
             stack.pop()
-            stack.append(_OPAQUE)
+            stack.append(OPAQUE)
         elif name in ("PERSID", "NEXT_BUFFER"):
-            stack.append(_OPAQUE)
+            stack.append(OPAQUE)
         elif name == "READONLY_BUFFER":
             pass
         else:
@@ -355,7 +229,7 @@ class _Walker:
 
     def called(self, func: Any, args: Any) -> Call:
         call = Call(func, args)
-        if self.joblib and _global_key(func) not in JOBLIB_ARRAY_WRAPPERS and _mentions_wrapper(args):
+        if self.joblib and global_key(func) not in JOBLIB_ARRAY_WRAPPERS and mentions_wrapper(args):
             # joblib spots its wrappers with isinstance(); one built any other way (a
             # subclass, copyreg._reconstructor) would make joblib read raw bytes where
             # this scan reads opcodes.
@@ -371,7 +245,7 @@ class _Walker:
 
     def instantiated(self, cls: Any, args: Any) -> Call:
         """``cls.__new__(cls, *args)``: builds an object without calling code from the file."""
-        if self.joblib and _global_key(cls) not in JOBLIB_ARRAY_WRAPPERS and _mentions_wrapper(args):
+        if self.joblib and global_key(cls) not in JOBLIB_ARRAY_WRAPPERS and mentions_wrapper(args):
             raise ScanError("a joblib array wrapper built indirectly")
         return Call(cls, args)
 
@@ -410,7 +284,7 @@ class _Walker:
                         versions = self.scan.recorded_versions.setdefault(library, [])
                         if version not in versions:
                             versions.append(version)
-        if self.joblib and isinstance(obj, Call) and _global_key(obj.func) in JOBLIB_ARRAY_WRAPPERS:
+        if self.joblib and isinstance(obj, Call) and global_key(obj.func) in JOBLIB_ARRAY_WRAPPERS:
             self._skip_joblib_array(state)
 
     def _skip_joblib_array(self, state: Any) -> None:
@@ -421,7 +295,7 @@ class _Walker:
             if not isinstance(dim, int):
                 raise ScanError("a joblib array with an unreadable shape")
             count *= dim
-        itemsize, has_objects = _dtype_layout(state.get("dtype"))
+        itemsize, has_objects = dtype_layout(state.get("dtype"))
         self.scan.joblib_arrays += 1
         if has_objects:  # joblib writes (and reads) a nested pickle even for an empty array
             _Walker(self.stream, self.scan, joblib=True).run()
@@ -430,7 +304,7 @@ class _Walker:
             padding = self.stream.read(1)
             if padding:
                 self.stream.read(padding[0])
-        _skip(self.stream, count * itemsize)
+        skip_bytes(self.stream, count * itemsize)
 
 
 _LITERALS = frozenset(
@@ -473,57 +347,9 @@ def _set_item(target: Any, key: Any, value: Any) -> None:
             target[key] = value
 
 
-def _global_key(value: Any) -> tuple[str, str] | None:
-    return (value.module, value.name) if isinstance(value, Global) else None
-
-
-def _mentions_wrapper(value: Any, depth: int = 0) -> bool:
-    if _global_key(value) in JOBLIB_ARRAY_WRAPPERS:
-        return True
-    if isinstance(value, (tuple, list)) and depth < 4:
-        return any(_mentions_wrapper(v, depth + 1) for v in value)
-    return False
-
-
 def _is_builtin_type(value: Call) -> bool:
     # cloudpickle's _builtin_type("CodeType") returns a type; calling it constructs data.
-    return _global_key(value.func) == (CLOUDPICKLE, "_builtin_type")
-
-
-def _dtype_layout(dtype: Any) -> tuple[int, bool]:
-    """(item size, holds Python objects) of a pickled ``numpy.dtype``, as numpy decides them.
-
-    The sizes must be numpy's, not the file's: joblib reads ``dtype.itemsize`` bytes per
-    item, and a scan that skipped any other count would lose its place in the stream.
-    numpy takes the element size from the state only for flexible types (bytes, unicode,
-    void); for every other type it comes from the type code ('f8' is 8 bytes whatever the
-    state says), and only 'O' holds objects.
-    """
-    if not (isinstance(dtype, Call) and isinstance(dtype.args, tuple) and dtype.args):
-        raise ScanError("a joblib array with an unreadable dtype")
-    descr = dtype.args[0]
-    state = dtype.state if isinstance(dtype.state, tuple) else ()
-    if not isinstance(descr, str) or not descr:
-        raise ScanError("a joblib array with an unreadable dtype")
-    if len(state) > 4 and state[4] is not None:
-        raise ScanError("a joblib array of a structured dtype; these are not scanned")
-    if descr[0] in "SUVa":
-        elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
-        if elsize <= 0:
-            raise ScanError(f"a joblib array of dtype {descr!r} without its size")
-        return elsize, False
-    digits = re.fullmatch(r"[a-zA-Z?]+(\d+)", descr)
-    if not digits:
-        raise ScanError(f"a joblib array of dtype {descr!r}, which the scan cannot size")
-    return int(digits.group(1)), descr[0] == "O"
-
-
-def _skip(stream: IO[bytes], size: int) -> None:
-    while size > 0:
-        chunk = stream.read(min(size, 1 << 24))
-        if not chunk:
-            raise ScanError("the file ends inside a joblib array")
-        size -= len(chunk)
+    return global_key(value.func) == (CLOUDPICKLE, "_builtin_type")
 
 
 def _finish(scan: PickleScan) -> None:
