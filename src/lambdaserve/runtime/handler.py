@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdaserve.runtime import models, source
-from lambdaserve.runtime.errors import ModelLoadError, RequestError
+from lambdaserve.runtime.errors import BadRequest, ModelLoadError, RequestError
 from lambdaserve.runtime.events import parse_event
 from lambdaserve.runtime.responses import proxy_response
 
@@ -65,21 +65,18 @@ class PredictionService:
         return cls(model, version)
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        started = time.perf_counter()
         request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
         log: dict[str, Any] = {"requestId": request_id, "modelVersion": self.version}
         try:
             request = parse_event(event)
             log["batchSize"] = len(request.instances)
+            log["route"] = "predict_proba" if request.wants_proba else "predict"
+            if request.wants_proba and not self.model.has_proba:
+                raise BadRequest("This model has no predict_proba. Use /predict instead.")
+            started = time.perf_counter()
             x = self.model.prepare(request.instances)
-            if request.wants_proba:
-                log["route"] = "predict_proba"
-                if not self.model.has_proba:
-                    raise RequestError(400, "This model has no predict_proba. Use /predict instead.")
-                outputs: Any = self.model.predict_proba(x)
-            else:
-                log["route"] = "predict"
-                outputs = self.model.predict(x)
+            outputs: Any = self.model.predict_proba(x) if request.wants_proba else self.model.predict(x)
+            log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
             response = proxy_response(200, outputs, self._headers)
         except RequestError as exc:
             response = proxy_response(exc.status, exc.body, self._headers)
@@ -101,7 +98,6 @@ class PredictionService:
             else:
                 response = self._failed(exc, log)
         log["status"] = response["statusCode"]
-        log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
         log["level"] = "ERROR" if response["statusCode"] >= 500 else "INFO"
         print(json.dumps(log, default=str), flush=True)
         return response
