@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lambdaserve import __version__
-from lambdaserve.cli import bundle_commands, invoke_command
+from lambdaserve.cli import bundle_commands, invoke_command, serve_command
 
 app = typer.Typer(
     name="lambdaserve",
@@ -41,6 +41,7 @@ def main_options(
 app.command("package")(bundle_commands.package)
 app.command("inspect")(bundle_commands.inspect)
 app.command("invoke")(invoke_command.invoke)
+app.command("serve")(serve_command.serve)
 
 
 def main() -> None:

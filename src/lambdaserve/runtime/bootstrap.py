@@ -54,11 +54,11 @@ class LocalContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
-def _max_memory_mb() -> int:
+def max_memory_mb() -> int:
     return -(-resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # KiB -> MiB, rounded up
 
 
-def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+def error_payload(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     return {
         "errorType": error_type or type(exc).__name__,
         "errorMessage": str(exc),
@@ -71,31 +71,31 @@ def _send(out: TextIO, message: dict[str, Any]) -> None:
     out.flush()
 
 
-class _InitFault(Exception):
+class InitFault(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type
 
 
-def _load_handler(name: str) -> tuple[Any, Any]:
+def load_handler(name: str) -> tuple[Any, Any]:
     """Import the handler as awslambdaric does, with the same error types for its failures."""
     module_name, _, function_name = name.rpartition(".")
     if not module_name:
-        raise _InitFault("Runtime.MalformedHandlerName", f"Bad handler '{name}': not enough values to unpack")
+        raise InitFault("Runtime.MalformedHandlerName", f"Bad handler '{name}': not enough values to unpack")
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
-        raise _InitFault(
+        raise InitFault(
             "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
         ) from exc
     except SyntaxError as exc:
-        raise _InitFault(
+        raise InitFault(
             "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
         ) from exc
     try:
         return module, getattr(module, function_name)
     except AttributeError:
-        raise _InitFault(
+        raise InitFault(
             "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
         ) from None
 
@@ -110,9 +110,9 @@ def _invoke(handler: Any, message: dict[str, Any]) -> dict[str, Any]:
         json.dumps(payload)  # Lambda must serialise the result; fail the same way it would
         reply.update(type="result", payload=payload)
     except TypeError as exc:
-        reply.update(type="error", **_error(exc, "Runtime.MarshalError"))
+        reply.update(type="error", **error_payload(exc, "Runtime.MarshalError"))
     except Exception as exc:
-        reply.update(type="error", **_error(exc))
+        reply.update(type="error", **error_payload(exc))
     reply["durationMs"] = (time.perf_counter() - started) * 1000
     return reply
 
@@ -135,12 +135,12 @@ def main() -> int:
 
     started = time.perf_counter()
     try:
-        module, handler = _load_handler(os.environ.get("_HANDLER") or DEFAULT_HANDLER)
-    except _InitFault as exc:
-        _send(protocol, {"type": "initError", **_error(exc, exc.error_type)})
+        module, handler = load_handler(os.environ.get("_HANDLER") or DEFAULT_HANDLER)
+    except InitFault as exc:
+        _send(protocol, {"type": "initError", **error_payload(exc, exc.error_type)})
         return 1
     except Exception as exc:  # raised by INIT code itself: reported under its own type
-        _send(protocol, {"type": "initError", **_error(exc)})
+        _send(protocol, {"type": "initError", **error_payload(exc)})
         return 1
     init_ms = (time.perf_counter() - started) * 1000
     _end_logs("init")
@@ -155,7 +155,7 @@ def main() -> int:
             continue
         reply = _invoke(handler, message)
         _end_logs(message["requestId"])
-        reply["maxMemoryMB"] = _max_memory_mb()
+        reply["maxMemoryMB"] = max_memory_mb()
         _send(protocol, reply)
     return 0
 

@@ -31,7 +31,7 @@ from typing import Any
 from lambdaserve.runtime import models, source
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError, RequestError
 from lambdaserve.runtime.events import parse_event
-from lambdaserve.runtime.responses import proxy_response
+from lambdaserve.runtime.responses import proxy_response, to_json
 
 # Exceptions a model raises when the input does not fit it (wrong types, shapes, values).
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
@@ -47,6 +47,8 @@ class PredictionService:
         self.model = model
         self.version = version
         self._headers = {"x-lambdaserve-model-version": version}
+        # route (wants_proba) -> whether batched outputs matched one-by-one calls
+        self._batchable: dict[bool, bool] = {}
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PredictionService:
@@ -65,42 +67,105 @@ class PredictionService:
         return cls(model, version)
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
-        log: dict[str, Any] = {"requestId": request_id, "modelVersion": self.version}
-        try:
-            request = parse_event(event)
-            log["batchSize"] = len(request.instances)
-            log["route"] = "predict_proba" if request.wants_proba else "predict"
-            if request.wants_proba and not self.model.has_proba:
-                raise BadRequest("This model has no predict_proba. Use /predict instead.")
-            started = time.perf_counter()
-            x = self.model.prepare(request.instances)
-            outputs: Any = self.model.predict_proba(x) if request.wants_proba else self.model.predict(x)
-            log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
-            response = proxy_response(200, outputs, self._headers)
-        except RequestError as exc:
-            response = proxy_response(exc.status, exc.body, self._headers)
-            log["error"] = exc.message
-        except Exception as exc:
-            if _is_not_fitted(exc):  # a broken model, not bad input: often a library mismatch
-                response = self._failed(exc, log, hint="the model reports it is not fitted")
-            elif _is_input_error(exc):
-                message = _first_line(exc).rstrip(".")
-                response = proxy_response(
-                    422,
-                    {
-                        "error": f"The model rejected the input: {message}. Check each instance's "
-                        "values and types against what the model was trained on."
-                    },
-                    self._headers,
+        """One invocation: one event in, one API Gateway proxy response out."""
+        return self.handle_many([event], [context])[0]
+
+    def handle_many(self, events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]:
+        """Several invocations answered with as few model calls as possible.
+
+        Each event is parsed and checked on its own, so a bad request gets its own 4xx
+        and nothing else. The good ones are predicted together, one model call per route,
+        and the outputs split back per request. The first time a route is batched, the
+        batched outputs are compared with one-by-one calls; if they differ in any way,
+        that route is never batched again in this environment.
+        """
+        logs = [self._log_start(context) for context in contexts]
+        responses: list[dict[str, Any] | None] = [None] * len(events)
+        pending: dict[bool, list[tuple[int, Any, int]]] = {False: [], True: []}
+        for i, event in enumerate(events):
+            try:
+                request = parse_event(event)
+                logs[i]["batchSize"] = len(request.instances)
+                logs[i]["route"] = "predict_proba" if request.wants_proba else "predict"
+                if request.wants_proba and not self.model.has_proba:
+                    raise BadRequest("This model has no predict_proba. Use /predict instead.")
+                pending[request.wants_proba].append(
+                    (i, self.model.prepare(request.instances), len(request.instances))
                 )
-                log["error"] = message
-            else:
-                response = self._failed(exc, log)
-        log["status"] = response["statusCode"]
-        log["level"] = "ERROR" if response["statusCode"] >= 500 else "INFO"
-        print(json.dumps(log, default=str), flush=True)
-        return response
+            except Exception as exc:
+                responses[i] = self._answer_failure(exc, logs[i])
+        for wants_proba, group in pending.items():
+            if group:
+                self._predict_group(group, wants_proba, responses, logs)
+        for log, response in zip(logs, responses, strict=True):
+            log["status"] = response["statusCode"] if response else 500
+            log["level"] = "ERROR" if log["status"] >= 500 else "INFO"
+            print(json.dumps(log, default=str), flush=True)
+        return [r if r is not None else self._failed(RuntimeError("no response"), {}) for r in responses]
+
+    def _log_start(self, context: Any) -> dict[str, Any]:
+        request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+        return {"requestId": request_id, "modelVersion": self.version}
+
+    def _call(self, x: Any, wants_proba: bool) -> Any:
+        return self.model.predict_proba(x) if wants_proba else self.model.predict(x)
+
+    def _predict_group(
+        self,
+        group: list[tuple[int, Any, int]],
+        wants_proba: bool,
+        responses: list[dict[str, Any] | None],
+        logs: list[dict[str, Any]],
+    ) -> None:
+        started = time.perf_counter()
+        outputs: list[Any] | None = None
+        if len(group) > 1 and self._batchable.get(wants_proba, True):
+            try:
+                combined = self._call(self.model.concat([x for _, x, _ in group]), wants_proba)
+                outputs, offset = [], 0
+                for _, _, size in group:
+                    outputs.append(combined[offset : offset + size])
+                    offset += size
+            except Exception:
+                outputs = None  # one request spoils the batch: answer each on its own below
+            if outputs is not None and wants_proba not in self._batchable:
+                single = [self._call(x, wants_proba) for _, x, _ in group]
+                self._batchable[wants_proba] = [to_json(o) for o in outputs] == [to_json(o) for o in single]
+                outputs = outputs if self._batchable[wants_proba] else single
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for n, (i, x, _) in enumerate(group):
+            try:
+                if outputs is not None:
+                    output = outputs[n]
+                else:
+                    one_started = time.perf_counter()
+                    output = self._call(x, wants_proba)
+                    elapsed_ms = (time.perf_counter() - one_started) * 1000
+                responses[i] = proxy_response(200, output, self._headers)
+                logs[i]["predictMs"] = round(elapsed_ms, 3)
+                if outputs is not None:
+                    logs[i]["batchedWith"] = len(group)
+            except Exception as exc:
+                responses[i] = self._answer_failure(exc, logs[i])
+
+    def _answer_failure(self, exc: BaseException, log: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(exc, RequestError):
+            log["error"] = exc.message
+            return proxy_response(exc.status, exc.body, self._headers)
+        if _is_not_fitted(exc):  # a broken model, not bad input: often a library mismatch
+            return self._failed(exc, log, hint="the model reports it is not fitted")
+        if _is_input_error(exc):
+            message = _first_line(exc).rstrip(".")
+            log["error"] = message
+            return proxy_response(
+                422,
+                {
+                    "error": f"The model rejected the input: {message}. Check each instance's "
+                    "values and types against what the model was trained on."
+                },
+                self._headers,
+            )
+        return self._failed(exc, log)
 
     def _failed(self, exc: BaseException, log: dict[str, Any], hint: str = "") -> dict[str, Any]:
         # The caller learns only that it failed and how to find out why; the log has the rest.
@@ -154,6 +219,11 @@ def get_service() -> PredictionService:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     return get_service().handle(event, context)
+
+
+def handle_batch(events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]:
+    """Entry point for the local gateway's batching mode: several events, one model call."""
+    return get_service().handle_many(events, contexts)
 
 
 # INIT: load at import time, as a Lambda runtime imports the handler module before the

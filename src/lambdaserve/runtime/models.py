@@ -123,6 +123,14 @@ class EstimatorModel:
     def predict(self, x: Any) -> Any:
         return self.estimator.predict(x)
 
+    def concat(self, parts: list[Any]) -> Any:
+        """One model input from several prepared ones (lists, or DataFrames)."""
+        if all(isinstance(p, list) for p in parts):
+            return [row for part in parts for row in part]
+        import pandas as pd
+
+        return pd.concat(parts, ignore_index=True)
+
     def predict_proba(self, x: Any) -> list[dict[str, Any]]:
         rows = self.estimator.predict_proba(x)
         labels = [str(c) for c in self.classes] if self.classes is not None else None
@@ -142,7 +150,14 @@ class ONNXModel:
     def __init__(self, path: Path) -> None:
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # One thread: parallelism comes from execution environments, and a session
+        # without a thread pool survives the fork that creates them.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()
         self.feature_names: list[str] | None = [i.name for i in self.inputs] if len(self.inputs) > 1 else None
@@ -177,6 +192,11 @@ class ONNXModel:
 
     def predict(self, x: Any) -> Any:
         return self.session.run([self.outputs[0].name], x)[0]
+
+    def concat(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        import numpy as np
+
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def predict_proba(self, x: Any) -> list[dict[str, Any]]:
         rows = self.session.run([self.outputs[1].name], x)[0]

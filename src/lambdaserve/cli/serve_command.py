@@ -1,0 +1,227 @@
+"""``lambdaserve serve``: the local API Gateway + Lambda, in one command."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from lambdaserve.bundle.manifest import is_bundle, read_manifest
+from lambdaserve.bundle.package import NO_SAMPLE, package_model
+from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, TRUST_OPTION
+from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.execution.target import check_name, default_name
+from lambdaserve.gateway.admin import parse_quota
+from lambdaserve.gateway.core import GatewaySettings, HandlerSpec
+from lambdaserve.gateway.functions import MODES, FunctionSettings
+from lambdaserve.store import Plan, Store
+from lambdaserve.store.store import check_stage
+
+STATE_OPTION = typer.Option(
+    None, "--state-dir", help="State directory [default: ./.lambdaserve or $LAMBDASERVE_HOME]."
+)
+
+
+@handle_errors
+def serve(
+    model: Path | None = typer.Argument(
+        None, help="A model file or a bundle to serve (optional: serve what is registered)."
+    ),
+    handler: str | None = typer.Option(
+        None, "--handler", help="Serve your own Lambda handler, module.function."
+    ),
+    name: str | None = typer.Option(None, "--name", "-n", help="Model (or handler function) name."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", "-p", help="Port to listen on."),
+    state_dir: Path | None = STATE_OPTION,
+    stage: str = typer.Option(
+        "test", "--stage", help="Stage the model is served under: /STAGE/NAME/predict."
+    ),
+    no_api_key: bool = typer.Option(False, "--no-api-key", help="Do not require x-api-key."),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Throttle of the default plan: requests per second."
+    ),
+    burst: int | None = typer.Option(None, "--burst", help="Throttle of the default plan: bucket size."),
+    quota: str | None = typer.Option(None, "--quota", help="Quota of the default plan, e.g. 100/DAY."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", help="Reserved concurrency: most environments."
+    ),
+    provisioned: int = typer.Option(
+        0, "--provisioned", help="Provisioned concurrency: environments kept ready."
+    ),
+    timeout: float = typer.Option(10.0, "--timeout", help="Function timeout in seconds."),
+    memory: int = typer.Option(256, "--memory", help="Memory size in MB; an environment above it is killed."),
+    mode: str = typer.Option(
+        "batch", "--mode", help="batch: concurrent requests share model calls; lambda: one per environment."
+    ),
+    runtime: str = typer.Option(
+        "default", "--runtime", help="default, or awslambdaric (AWS's runtime client)."
+    ),
+    env: str = ENV_OPTION,
+    trust: bool = TRUST_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Serve models (or your own handler) behind a local API Gateway + Lambda.
+
+    With a model file, registers it (a new version when its content changed), points the
+    stage at it, creates an API key on first use, and prints the URL, the key and a curl line.
+
+    Example:
+
+        lambdaserve serve model.pickle
+
+        curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
+    """
+    if mode not in MODES:
+        raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")
+    if runtime not in ("default", "awslambdaric"):
+        raise LambdaserveError(f"Unknown --runtime {runtime!r}.", "Use default or awslambdaric.")
+    check_stage(stage)
+    store = Store(state_dir)
+    served: list[tuple[str, str]] = []
+    handlers: list[HandlerSpec] = []
+    if handler:
+        function_name = check_name(name or handler.rpartition(".")[0].rpartition(".")[2] or "handler")
+        handlers.append(HandlerSpec(function_name, handler, str(Path.cwd())))
+        served.append((function_name, "$LATEST"))
+    elif model is not None:
+        served.append(_register(store, model, name, stage, trust, env, as_json))
+    elif not store.aliases():
+        raise LambdaserveError(
+            "Nothing to serve: give a model file, a bundle or --handler.",
+            "e.g. lambdaserve serve model.pickle",
+        )
+
+    created_key = None
+    if not no_api_key:
+        plan = _default_plan(store, rate, burst, quota)
+        if not any(k.enabled and k.plan_id == plan.id for k in store.api_keys()):
+            _, created_key = store.create_key("default", plan.name)
+    token, new_token = store.admin_token()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        warn(
+            f"Listening on {host}: anyone who can reach this machine can call the API and the Lambda Invoke API."
+        )
+
+    settings = GatewaySettings(
+        api_key_required=not no_api_key,
+        function=FunctionSettings(
+            memory_mb=memory,
+            timeout_s=timeout,
+            reserved=concurrency,
+            provisioned=provisioned,
+            mode=mode,
+        ),
+        env_mode=env,
+        stage=stage,
+        handlers=handlers,
+        domain_name=f"{host}:{port}",
+        warm=served,
+    )
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    routes = [(n, stage) for n, _ in served] or [(a.model, a.stage) for a in store.aliases()]
+
+    def announce() -> None:
+        first_name, first_stage = routes[0]
+        url = (
+            f"{base}/{first_stage}/{first_name}/predict"
+            if not handlers
+            else f"{base}/{first_stage}/{first_name}"
+        )
+        if as_json:
+            info = {
+                "url": url,
+                "base": base,
+                "model": first_name,
+                "stage": first_stage,
+                "version": served[0][1] if served else None,
+                "state_dir": str(store.root),
+            }
+            if created_key:
+                info["api_key"] = created_key
+            if new_token:
+                info["admin_token"] = token
+            print_json(info)
+            return
+        out.print(f"[green]✓[/] Serving on [bold]{base}[/]  (state: {store.root})")
+        for route_name, route_stage in routes:
+            out.print(f"  POST {base}/{route_stage}/{route_name}/predict")
+        if created_key:
+            out.print(f"  API key (shown once): [bold]{created_key}[/]")
+        elif not no_api_key:
+            out.print("  API key: your existing one (make another: lambdaserve keys create --name NAME)")
+        if new_token:
+            out.print(f"  Admin token (shown once, also in {store.root / 'admin-token'}): {token}")
+        key_header = "" if no_api_key else f" -H 'x-api-key: {created_key or '$KEY'}'"
+        out.print(f"  Try: curl -X POST {url}{key_header} -d '[\"some text\"]'")
+        out.print(f"  Docs: {base}/_/docs   Logs: lambdaserve logs {first_name} --follow")
+        sys.stdout.flush()
+
+    from lambdaserve.gateway.server import run_server
+
+    run_server(store, settings, host, port, token, announce)
+
+
+def _register(
+    store: Store, model: Path, name: str | None, stage: str, trust: bool, env: str, as_json: bool
+) -> tuple[str, str]:
+    """Put the model in the store (a new version if its content changed) and point the stage at it."""
+    if is_bundle(model):
+        manifest = read_manifest(model).to_dict()
+        return _publish(
+            store, name or manifest["name"], manifest, model / manifest["model_file"], stage, as_json
+        )
+    if not model.is_file():
+        raise LambdaserveError(
+            f"{model} is not a file or a bundle.", "Give a model file or a bundle directory."
+        )
+    with progress() as reporter, tempfile.TemporaryDirectory() as scratch:
+        packaged, bundle = package_model(
+            model,
+            output=Path(scratch) / "bundle",
+            name=name or default_name(model),
+            sample=NO_SAMPLE,
+            trust=trust,
+            env_mode=env,
+            progress=reporter,
+        )
+        return _publish(
+            store, packaged.name, packaged.to_dict(), bundle / packaged.model_file, stage, as_json
+        )
+
+
+def _publish(
+    store: Store, name: str, manifest: dict[str, object], model_file: Path, stage: str, as_json: bool
+) -> tuple[str, str]:
+    record, created = store.add_version(check_name(name), manifest, model_file)
+    alias = store.alias(record.model, stage)
+    if alias is None or alias.version != record.version or alias.canary_version is not None:
+        store.set_alias(record.model, stage, record.version)
+    if not as_json:
+        what = "registered as" if created else "already registered as"
+        err.print(
+            f"[cyan]•[/] {model_file.name} {what} version {record.version} of {record.model}; "
+            f"stage {stage} -> {record.version}"
+        )
+    return record.model, str(record.version)
+
+
+def _default_plan(store: Store, rate: float | None, burst: int | None, quota: str | None) -> Plan:
+    limit, period = parse_quota(quota)
+    if rate is not None and burst is None:
+        burst = max(1, int(rate))
+    existing = {p.name: p for p in store.plans()}
+    if "default" not in existing:
+        return store.create_plan("default", rate, burst, limit, period)
+    plan = existing["default"]
+    if (rate, burst, limit, period) != (None, None, None, None) and (
+        plan.rate,
+        plan.burst,
+        plan.quota_limit,
+        plan.quota_period,
+    ) != (rate, burst, limit, period):
+        return store.update_plan("default", rate, burst, limit, period)
+    return plan

@@ -1,0 +1,382 @@
+"""The gateway's core: ``Gateway.handle(Request) -> Response``, knowing nothing of HTTP.
+
+For ``POST /{stage}/{model}/predict`` (and ``/predict_proba``) it does what API Gateway
+does, in API Gateway's order: find the route (403 "Missing Authentication Token"
+otherwise), check the size (413), the API key (403 "Forbidden"), the usage plan's quota
+and throttle (429), pick the stage's version (the canary with its weight), build the
+REST proxy event, invoke the function version, and turn its proxy response into the HTTP
+response (502 when the function failed or answered something malformed, 504 when it
+took longer than the integration timeout). Every response carries ``x-amzn-RequestId``.
+
+State comes from the store through ``Catalog``, refreshed whenever another process (the
+CLI) commits, so pushes, promotions, keys and plans take effect within a second or two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdaserve.execution.environments import PythonEnvironment, SilentProgress, resolve_environment
+from lambdaserve.execution.events import rest_proxy_event
+from lambdaserve.gateway.environments import EnvironmentServer
+from lambdaserve.gateway.errors import (
+    BadGateway,
+    EndpointTimeout,
+    Forbidden,
+    FunctionThrottled,
+    GatewayError,
+    MissingAuthenticationToken,
+    RequestTooLong,
+)
+from lambdaserve.gateway.functions import Function, FunctionSettings, Outcome
+from lambdaserve.gateway.http import Request, Response
+from lambdaserve.gateway.logbook import LogBook
+from lambdaserve.gateway.metrics import Metrics
+from lambdaserve.gateway.usage import UsageLimiter
+from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
+from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
+from lambdaserve.store.store import hash_key
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+ROUTES = ("predict", "predict_proba")
+UNUSED_FUNCTION_S = 60.0
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A user's own Lambda handler served as a function (``serve --handler``)."""
+
+    name: str
+    handler: str
+    task_root: str
+
+
+@dataclass
+class GatewaySettings:
+    api_key_required: bool = True
+    integration_timeout_s: float = 29.0
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    env_mode: str = "auto"
+    stage: str = "test"  # the stage user handlers are served under
+    handlers: list[HandlerSpec] = field(default_factory=list)
+    domain_name: str = "127.0.0.1"
+    warm: list[tuple[str, str]] = field(default_factory=list)  # (name, version) to INIT at start
+
+
+class Catalog:
+    """The store's aliases, versions, keys and plans, cached; reloaded when the store changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._seen = -1
+        self.aliases: dict[tuple[str, str], Alias] = {}
+        self.versions: dict[tuple[str, int], ModelVersion] = {}
+        self.keys: dict[str, ApiKey] = {}
+        self.plans: dict[str, Plan] = {}
+        self.refresh()
+
+    def refresh(self, force: bool = False) -> bool:
+        seen = self.store.data_version()
+        if seen == self._seen and not force:
+            return False
+        self._seen = seen
+        self.versions = {(v.model, v.version): v for v in self.store.versions()}
+        self.aliases = {(a.model, a.stage): a for a in self.store.aliases()}
+        self.keys = {k.hash: k for k in self.store.api_keys()}
+        self.plans = {p.id: p for p in self.store.plans()}
+        return True
+
+    def key(self, value: str) -> ApiKey | None:
+        digest = hash_key(value)
+        key = self.keys.get(digest)
+        if key is None or not key.enabled or not hmac.compare_digest(key.hash, digest):
+            return None
+        return key
+
+
+class Gateway:
+    def __init__(
+        self,
+        store: Store,
+        settings: GatewaySettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.settings = settings or GatewaySettings()
+        self.catalog = Catalog(store)
+        self.usage = UsageLimiter(store, clock, wall)
+        self.rng = rng
+        self.logs = LogBook(store.root)
+        self.metrics = Metrics()
+        self.server = EnvironmentServer()
+        self.functions: dict[tuple[str, str], Function] = {}
+        self._creating: dict[tuple[str, str], asyncio.Task[Function]] = {}
+        self._pythons: dict[tuple[str, tuple[str, ...]], PythonEnvironment] = {}
+        self.handlers = {spec.name: spec for spec in self.settings.handlers}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.server.start()
+        for name, version in self.settings.warm:
+            asyncio.get_running_loop().create_task(self.warm(name, version))
+
+    async def warm(self, name: str, version: str) -> None:
+        """INIT a function version and make its first environment before any request."""
+        function = await self.function(name, version)
+        with contextlib.suppress(Exception):  # an INIT failure is logged; requests will report it
+            await function.start(environments=max(1, self.settings.function.provisioned))
+
+    async def close(self) -> None:
+        for function in list(self.functions.values()):
+            await function.stop()
+        self.functions.clear()
+        self.usage.flush()
+        self.logs.flush()
+        await self.server.close()
+
+    def housekeeping(self) -> None:
+        """Run every half second: pick up changes, write usage and logs, reap idle environments."""
+        self.catalog.refresh()
+        self.usage.flush()
+        self.logs.flush()
+        now = time.monotonic()
+        routed = self.routed_versions()
+        for key, function in list(self.functions.items()):
+            function.reap(now)
+            if key not in routed and not function.busy and now - function.last_used > UNUSED_FUNCTION_S:
+                del self.functions[key]
+                asyncio.get_running_loop().create_task(function.stop())
+
+    def routed_versions(self) -> set[tuple[str, str]]:
+        routed = {(name, "$LATEST") for name in self.handlers}
+        for alias in self.catalog.aliases.values():
+            routed.add((alias.model, str(alias.version)))
+            if alias.canary_version is not None:
+                routed.add((alias.model, str(alias.canary_version)))
+        return routed
+
+    # -- requests ----------------------------------------------------------------------
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        labels = ["", "", ""]  # model, stage, version: filled in as they become known
+        try:
+            response = await self._handle(request, request_id, labels)
+        except GatewayError as exc:
+            response = error_response(exc)
+        response.headers["x-amzn-RequestId"] = request_id
+        self.metrics.requests.labels(*labels, str(response.status)).inc()
+        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: Request, request_id: str, labels: list[str]) -> Response:
+        stage, name, route, resource = self._route(request)
+        labels[:2] = [name, stage]
+        if len(request.body) > MAX_BODY_BYTES:
+            raise RequestTooLong()
+        key = self._authenticate(request)
+        if key is not None:
+            try:
+                self.usage.admit(key, self.catalog.plans.get(key.plan_id or ""))
+            except GatewayError as exc:
+                reason = "quota" if exc.status == 429 and exc.message == "Limit Exceeded" else "throttle"
+                self.metrics.refused.labels(name, stage, reason).inc()
+                raise
+        version = self._version_for(name, stage)
+        labels[2] = version
+        function = await self.function(name, version)
+        if route == "predict_proba" and not self._has_proba(name, version):
+            raise MissingAuthenticationToken()
+        event = self._event(request, request_id, stage, name, route, resource, key)
+        if len(request.body) + 2048 > MAX_PAYLOAD_BYTES and len(json.dumps(event)) > MAX_PAYLOAD_BYTES:
+            raise RequestTooLong()
+        try:
+            outcome = await asyncio.wait_for(
+                asyncio.shield(function.invoke(event, request_id)), self.settings.integration_timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise EndpointTimeout() from None
+        if outcome.status == "throttled":
+            self.metrics.refused.labels(name, stage, "concurrency").inc()
+        return proxy_to_http(outcome)
+
+    def _route(self, request: Request) -> tuple[str, str, str, str]:
+        """(stage, function name, route, resource) or 403 Missing Authentication Token."""
+        parts = [p for p in request.path.split("/") if p]
+        if len(parts) >= 2 and parts[1] in self.handlers and parts[0] == self.settings.stage:
+            proxy = "/".join(parts[2:])
+            return parts[0], parts[1], proxy, f"/{parts[1]}/{{proxy+}}" if proxy else f"/{parts[1]}"
+        if request.method != "POST" or len(parts) != 3 or parts[2] not in ROUTES:
+            raise MissingAuthenticationToken()
+        stage, name, route = parts
+        if (name, stage) not in self.catalog.aliases:
+            raise MissingAuthenticationToken()
+        return stage, name, route, f"/{name}/{route}"
+
+    def _authenticate(self, request: Request) -> ApiKey | None:
+        if not self.settings.api_key_required:
+            return None
+        value = request.headers.get("x-api-key")
+        key = self.catalog.key(value) if value else None
+        if key is None:
+            raise Forbidden()
+        return key
+
+    def _version_for(self, name: str, stage: str) -> str:
+        if name in self.handlers:
+            return "$LATEST"
+        alias = self.catalog.aliases[(name, stage)]
+        if alias.canary_version is not None and self.rng() * 100 < alias.canary_weight:
+            return str(alias.canary_version)
+        return str(alias.version)
+
+    def _has_proba(self, name: str, version: str) -> bool:
+        record = self.catalog.versions.get((name, int(version))) if version.isdigit() else None
+        return bool(record and record.manifest.get("has_proba"))
+
+    def _event(
+        self,
+        request: Request,
+        request_id: str,
+        stage: str,
+        name: str,
+        route: str,
+        resource: str,
+        key: ApiKey | None,
+    ) -> dict[str, Any]:
+        try:
+            body: str | bytes = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            body = request.body  # not text: passed base64-encoded, as for a binary media type
+        event = rest_proxy_event(
+            body if request.body else None,
+            model=name,
+            stage=stage,
+            route=route,
+            method=request.method,
+            headers=request.headers,
+            query=request.query or None,
+            source_ip=request.source_ip,
+            api_key=request.headers.get("x-api-key") if key else None,
+            api_key_id=key.id if key else None,
+            request_id=request_id,
+            domain_name=self.settings.domain_name,
+        )
+        if name in self.handlers:
+            path = f"/{name}/{route}" if route else f"/{name}"
+            event["resource"] = event["requestContext"]["resourcePath"] = resource
+            event["path"] = path
+            event["requestContext"]["path"] = f"/{stage}{path}"
+            event["pathParameters"] = {"proxy": route} if route else None
+        return event
+
+    # -- functions ---------------------------------------------------------------------
+    async def function(self, name: str, version: str) -> Function:
+        key = (name, version)
+        function = self.functions.get(key)
+        if function is not None:
+            return function
+        if key not in self._creating:
+            self._creating[key] = asyncio.get_running_loop().create_task(self._create(name, version))
+        try:
+            return await asyncio.shield(self._creating[key])
+        finally:
+            self._creating.pop(key, None)
+
+    async def _create(self, name: str, version: str) -> Function:
+        if name in self.handlers:
+            spec = self.handlers[name]
+            python = PythonEnvironment(python=sys.executable, isolated=False)
+            env = {"_HANDLER": spec.handler, "LAMBDA_TASK_ROOT": spec.task_root}
+            cwd: str | None = spec.task_root
+        else:
+            record = self.catalog.versions[(name, int(version))]
+            python = await asyncio.to_thread(self._python_for, record)
+            env = {
+                "LAMBDASERVE_MODEL": str(self.store.model_path(record)),
+                "LAMBDASERVE_MODEL_SHA256": record.sha256,
+                "LAMBDASERVE_MODEL_FORMAT": record.format,
+                "LAMBDASERVE_MODEL_VERSION": version,
+                "LAMBDASERVE_TRUSTED_TYPES": ",".join(record.manifest.get("trusted_types") or []),
+            }
+            cwd = None
+        function = Function(
+            name, version, python, env, self.settings.function, self.server, self.logs, self.metrics, cwd
+        )
+        self.functions[(name, version)] = function
+        return function
+
+    def _python_for(self, record: ModelVersion) -> PythonEnvironment:
+        requirements = tuple(record.manifest.get("requirements") or ())
+        python_version = str(record.manifest.get("python") or "")
+        cache_key = (python_version, requirements)
+        if cache_key not in self._pythons:
+            progress = _LogProgress(self.logs, record.model)
+            self._pythons[cache_key] = resolve_environment(
+                list(requirements), python_version, self.settings.env_mode, progress
+            )
+        return self._pythons[cache_key]
+
+
+def error_response(exc: GatewayError) -> Response:
+    response = Response.json(exc.status, {"message": exc.message})
+    if exc.error_type:
+        response.headers["x-amzn-ErrorType"] = exc.error_type
+    return response
+
+
+def proxy_to_http(outcome: Outcome) -> Response:
+    """The function's proxy response as HTTP, or API Gateway's 500/502 when there is none."""
+    if outcome.status == "throttled":
+        raise FunctionThrottled("reserved concurrency exhausted")
+    if outcome.status != "ok":
+        raise BadGateway(f"function {outcome.status}: {outcome.error}")
+    payload = outcome.payload
+    if not isinstance(payload, dict):
+        raise BadGateway("Malformed Lambda proxy response: not an object")
+    status = payload.get("statusCode")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise BadGateway("Malformed Lambda proxy response: no valid statusCode")
+    headers = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
+    for name, values in (payload.get("multiValueHeaders") or {}).items():
+        headers[str(name)] = ", ".join(str(v) for v in values)
+    headers.setdefault("Content-Type", "application/json")
+    body = payload.get("body")
+    if body is None:
+        raw = b""
+    elif payload.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(str(body))
+        except (binascii.Error, ValueError):
+            raise BadGateway("Malformed Lambda proxy response: invalid base64 body") from None
+    else:
+        raw = str(body).encode("utf-8")
+    return Response(status, headers, raw)
+
+
+class _LogProgress(SilentProgress):
+    """Environment builds started by the server report into the model's log."""
+
+    def __init__(self, logs: LogBook, model: str) -> None:
+        self.logs = logs
+        self.model = model
+
+    def step(self, message: str) -> None:
+        self.logs.write(self.model, [f"[lambdaserve] {message}"])

@@ -1,0 +1,413 @@
+"""A function version and its execution environments: concurrency, batching, limits.
+
+Lifecycle: the first invocation (or ``start()`` with provisioned concurrency) runs INIT
+once in a template process; environments are forked from it as they are needed, each
+already holding the loaded model. An environment takes one message at a time; the
+gateway never waits on it except through asyncio.
+
+Two modes:
+
+- ``batch`` (default): requests that arrive while the environments are busy wait in a
+  queue, and each free environment takes up to ``max_batch`` of them in one message;
+  the handler answers them with one model call (see ``handle_many``). This is what makes
+  concurrent traffic fast: the model's fixed cost per call is paid once per batch.
+- ``lambda``: strictly one invocation per environment, as AWS Lambda does. New
+  environments are made up to the concurrency limit; with reserved concurrency, requests
+  beyond it are throttled as Lambda throttles them.
+
+Limits, as Lambda enforces them: an invocation that outlives the timeout, or an
+environment whose resident memory exceeds the memory size, is killed; its requests fail
+(the gateway answers 502) and REPORT says why. A crash fails only the requests that
+environment was handling. Idle environments beyond the provisioned ones are reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdaserve.execution.environments import PythonEnvironment
+from lambdaserve.execution.lambda_logs import Report, end_line, start_line, timeout_line
+from lambdaserve.gateway.environments import (
+    Environment,
+    EnvironmentLost,
+    EnvironmentServer,
+    InitFailed,
+    Template,
+)
+from lambdaserve.gateway.logbook import LogBook
+from lambdaserve.gateway.metrics import Metrics
+
+MODES = ("batch", "lambda")
+_WATCH_S = 0.05
+_INIT_RETRY_S = 2.0
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    memory_mb: int = 256
+    timeout_s: float = 10.0
+    reserved: int | None = None  # reserved concurrency: a hard cap; beyond it Lambda throttles
+    provisioned: int = 0  # environments kept initialised, never reaped
+    max_environments: int = field(default_factory=lambda: os.cpu_count() or 2)  # local cap otherwise
+    idle_s: float = 300.0
+    mode: str = "batch"
+    max_batch: int = 64
+    init_timeout_s: float = 120.0
+
+    @property
+    def limit(self) -> int:
+        return self.reserved if self.reserved is not None else max(self.max_environments, self.provisioned)
+
+
+@dataclass
+class Outcome:
+    """How one invocation ended: ``payload`` when the handler returned, else ``error``."""
+
+    status: str = "ok"  # ok | error | timeout | memory | crash | throttled | init
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    logs: list[str] = field(default_factory=list)  # START .. REPORT of this invocation
+
+
+@dataclass
+class _Pending:
+    event: Any
+    request_id: str
+    future: asyncio.Future[Outcome]
+
+
+class Function:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        python: PythonEnvironment,
+        env: dict[str, str],
+        settings: FunctionSettings,
+        server: EnvironmentServer,
+        logs: LogBook,
+        metrics: Metrics,
+        cwd: str | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.settings = settings
+        self.server = server
+        self.logs = logs
+        self.metrics = metrics
+        self.template_spec = (
+            python,
+            {
+                **env,
+                **_single_threaded(),
+                "AWS_LAMBDA_FUNCTION_NAME": name,
+                "AWS_LAMBDA_FUNCTION_VERSION": version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
+            },
+            cwd,
+        )
+        self.template: Template | None = None
+        self.environments: list[Environment] = []
+        self.idle: list[Environment] = []
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.forking = 0
+        self.last_used = time.monotonic()
+        self._template_lock = asyncio.Lock()
+        self._init_failure: tuple[float, InitFailed] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # -- public ------------------------------------------------------------------------
+    async def start(self, environments: int | None = None) -> None:
+        """Run INIT now and make the provisioned environments (provisioned concurrency)."""
+        await self._ensure_template()
+        wanted = self.settings.provisioned if environments is None else environments
+        for _ in range(max(0, wanted - len(self.environments) - self.forking)):
+            self._grow_later()
+
+    async def invoke(self, event: Any, request_id: str) -> Outcome:
+        if self._closed:
+            return Outcome(
+                "crash", error={"errorType": "Runtime.ExitError", "errorMessage": "function stopped"}
+            )
+        self.last_used = time.monotonic()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.queue.append(_Pending(event, request_id, future))
+        self._schedule()
+        return await future
+
+    @property
+    def busy(self) -> int:
+        return len(self.environments) - len(self.idle)
+
+    def reap(self, now: float) -> None:
+        """Kill environments idle for longer than ``idle_s``, keeping the provisioned ones."""
+        keep = self.settings.provisioned
+        for env in sorted(self.idle, key=lambda e: e.last_used):
+            if len(self.environments) <= keep:
+                break
+            if now - env.last_used > self.settings.idle_s:
+                self.idle.remove(env)
+                self._forget(env)
+                env.kill()
+
+    async def stop(self) -> None:
+        self._closed = True
+        for pending in self.queue:
+            if not pending.future.done():
+                pending.future.set_result(
+                    Outcome(
+                        "crash", error={"errorType": "Runtime.ExitError", "errorMessage": "function stopped"}
+                    )
+                )
+        self.queue.clear()
+        for env in list(self.environments):
+            env.kill()
+        self.environments.clear()
+        self.idle.clear()
+        if self.template is not None:
+            self.template.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self._update_gauges()
+
+    # -- scheduling --------------------------------------------------------------------
+    def _schedule(self) -> None:
+        while self.queue and self.idle:
+            env = self.idle.pop()  # the most recently used: its caches are warm
+            self._spawn(self._run(env, self._take()))
+        if not self.queue or self._closed:
+            return
+        room = self.settings.limit - len(self.environments) - self.forking
+        wanted = len(self.queue) - self.forking if self.settings.mode == "lambda" else 1 - self.forking
+        for _ in range(max(0, min(room, wanted))):
+            self._grow_later()
+        if self.settings.mode == "lambda" and self.settings.reserved is not None:
+            # Lambda does not queue: what no environment will take is throttled now.
+            while len(self.queue) > self.forking:
+                pending = self.queue.pop()
+                self.metrics.invocations.labels(self.name, self.version, "throttled").inc()
+                pending.future.set_result(Outcome("throttled"))
+
+    def _take(self) -> list[_Pending]:
+        size = self.settings.max_batch if self.settings.mode == "batch" else 1
+        return [self.queue.popleft() for _ in range(min(size, len(self.queue)))]
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ensure_template(self) -> Template:
+        async with self._template_lock:
+            if self.template is not None:
+                return self.template
+            if self._init_failure and time.monotonic() - self._init_failure[0] < _INIT_RETRY_S:
+                raise self._init_failure[1]
+            python, env, cwd = self.template_spec
+            template = Template(self.server, python, env, cwd)
+            try:
+                init_ms = await template.start(self.settings.init_timeout_s)
+            except InitFailed as failure:
+                self._init_failure = (time.monotonic(), failure)
+                self.logs.write(self.name, [*failure.logs, *_init_error_lines(failure.error)])
+                raise
+            self._init_failure = None
+            self.template = template
+            self.logs.write(self.name, template.init_logs)
+            self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
+            self._spawn(self._copy_output(template))
+            return template
+
+    def _grow_later(self) -> None:
+        # Counted now, not when the task runs: every _schedule in this turn must see it.
+        self.forking += 1
+        self._spawn(self._grow())
+
+    async def _grow(self) -> None:
+        try:
+            template = await self._ensure_template()
+            env, restore_ms = await template.fork()
+            first = template.forks == 1  # the environment that pays for INIT
+        except InitFailed as failure:
+            self.forking -= 1
+            self._fail_queue(Outcome("init", error=failure.error))
+            return
+        except (EnvironmentLost, OSError) as exc:
+            self.forking -= 1
+            if self.template is not None and (
+                self.template.writer is None or self.template.writer.is_closing()
+            ):
+                self.template.close()
+                self.template = None  # the template died: the next environment runs INIT again
+            self._fail_queue(
+                Outcome("crash", error={"errorType": "Runtime.ExitError", "errorMessage": str(exc)})
+            )
+            return
+        self.forking -= 1
+        kind = "init" if first else "restore"
+        env.cold_start = ("Init", template.init_ms + restore_ms) if first else ("Restore", restore_ms)
+        self.metrics.cold_starts.labels(self.name, self.version, kind).inc()
+        if not first:
+            self.metrics.init_duration.labels(self.name, self.version, "restore").observe(restore_ms / 1000)
+        if self._closed:
+            env.kill()
+            return
+        self.environments.append(env)
+        self.idle.append(env)
+        self._update_gauges()
+        self._schedule()
+
+    def _fail_queue(self, outcome: Outcome) -> None:
+        while self.queue:
+            pending = self.queue.popleft()
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    # -- one message to one environment -------------------------------------------------
+    async def _run(self, env: Environment, batch: list[_Pending]) -> None:
+        env.busy = True
+        self._update_gauges()
+        self._watch()
+        ids = [p.request_id for p in batch]
+        cold, env.cold_start = env.cold_start, None
+        started = time.perf_counter()
+        deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
+        try:
+            result = await asyncio.wait_for(
+                env.invoke(ids, [p.event for p in batch], deadline_ms), self.settings.timeout_s
+            )
+            outcomes = [
+                Outcome(payload=r.get("payload"))
+                if "payload" in r
+                else Outcome("error", error=r.get("error"))
+                for r in result["results"]
+            ]
+            duration, memory = float(result.get("durationMs", 0.0)), int(result.get("maxMemoryMB", 0))
+            lines = list(result.get("logs") or [])
+            status = error_type = None
+        except (asyncio.TimeoutError, EnvironmentLost):
+            if env.killed_for is None and time.perf_counter() - started >= self.settings.timeout_s:
+                env.killed_for = "timeout"
+            env.kill()
+            reason = env.killed_for or "crash"
+            duration = (time.perf_counter() - started) * 1000
+            memory = self.settings.memory_mb if reason == "memory" else env.rss_kib() // 1024
+            outcomes = [
+                Outcome(reason, error=_kill_error(reason, duration, self.settings.memory_mb)) for _ in batch
+            ]
+            lines = [timeout_line(i, duration / 1000) for i in ids] if reason == "timeout" else []
+            status = "timeout" if reason == "timeout" else "error"
+            error_type = {"memory": "Runtime.OutOfMemory", "crash": "Runtime.ExitError"}.get(reason)
+        per_request = self._log(ids, lines, duration, memory, cold, status, error_type)
+        self.metrics.batch_size.labels(self.name, self.version).observe(len(batch))
+        for pending, outcome, logs in zip(batch, outcomes, per_request, strict=True):
+            outcome.logs = logs
+            self.metrics.invocations.labels(self.name, self.version, outcome.status).inc()
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+        self._release(env)
+
+    def _release(self, env: Environment) -> None:
+        env.busy = False
+        env.invocations += 1
+        env.last_used = time.monotonic()
+        if env.killed_for is not None or env.writer.is_closing():
+            self._forget(env)
+        elif not self._closed:
+            self.idle.append(env)
+        self._update_gauges()
+        self._schedule()
+
+    def _forget(self, env: Environment) -> None:
+        if env in self.environments:
+            self.environments.remove(env)
+        self._update_gauges()
+
+    def _log(
+        self,
+        ids: list[str],
+        lines: list[str],
+        duration: float,
+        memory: int,
+        cold: tuple[str, float] | None,
+        status: str | None,
+        error_type: str | None,
+    ) -> list[list[str]]:
+        """START / handler lines / END / REPORT per request, as Lambda writes them."""
+        own: dict[str, list[str]] = {i: [] for i in ids}
+        for line in lines:
+            owner = next((i for i in ids if i in line), ids[0])
+            own[owner].append(line)
+        out: list[list[str]] = []
+        for n, request_id in enumerate(ids):
+            report = Report(
+                request_id,
+                duration,
+                self.settings.memory_mb,
+                memory,
+                init_duration_ms=cold[1] if cold and n == 0 and cold[0] == "Init" else None,
+                status=status,
+                error_type=error_type,
+            )
+            line = report.line()
+            if cold and n == 0 and cold[0] == "Restore":
+                line += f"Restore Duration: {cold[1]:.2f} ms\t"
+            out.append([start_line(request_id, self.version), *own[request_id], end_line(request_id), line])
+        self.logs.write(self.name, [line for lines in out for line in lines])
+        return out
+
+    # -- limits ------------------------------------------------------------------------
+    def _watch(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_memory())
+
+    async def _watch_memory(self) -> None:
+        limit = self.settings.memory_mb * 1024
+        while any(env.busy for env in self.environments):
+            for env in self.environments:
+                if env.busy and env.rss_kib() > limit:
+                    env.kill("memory")
+            await asyncio.sleep(_WATCH_S)
+
+    def _update_gauges(self) -> None:
+        busy = sum(1 for env in self.environments if env.busy)
+        self.metrics.environments.labels(self.name, self.version, "busy").set(busy)
+        self.metrics.environments.labels(self.name, self.version, "total").set(len(self.environments))
+
+    async def _copy_output(self, template: Template) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                line = await template.stderr_lines.get()
+                self.logs.write(self.name, [line])
+
+
+def _single_threaded() -> dict[str, str]:
+    # One environment is one thread of work; parallelism comes from more environments.
+    return dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+
+
+def _kill_error(reason: str, duration_ms: float, memory_mb: int) -> dict[str, Any]:
+    if reason == "timeout":
+        return {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"Task timed out after {duration_ms / 1000:.2f} seconds",
+        }
+    if reason == "memory":
+        return {
+            "errorType": "Runtime.OutOfMemory",
+            "errorMessage": f"Runtime exited with error: signal: killed (over {memory_mb} MB)",
+        }
+    return {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited without providing a reason"}
+
+
+def _init_error_lines(error: dict[str, Any]) -> list[str]:
+    trace = [line.rstrip() for frame in error.get("stackTrace") or [] for line in str(frame).splitlines()]
+    return [f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}", *trace]

@@ -1,0 +1,77 @@
+"""Prometheus metrics for the four golden signals, per model, stage and version.
+
+Traffic and errors: ``lambdaserve_requests_total`` by status; latency:
+``lambdaserve_request_duration_seconds``; saturation: busy and total execution
+environments, and requests refused by throttles, quotas or concurrency. Plus cold starts
+and their init (or restore) durations, and the sizes of the batches sent to the model.
+Each gateway has its own registry, so several gateways can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("model", "stage", "version")
+        self.requests = Counter(
+            "lambdaserve_requests",
+            "Requests answered, by HTTP status.",
+            (*labels, "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lambdaserve_request_duration_seconds",
+            "Time from request to response at the gateway.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "lambdaserve_throttled_requests",
+            "Requests refused by a usage plan or by concurrency.",
+            ("model", "stage", "reason"),
+            registry=self.registry,
+        )
+        self.environments = Gauge(
+            "lambdaserve_environments",
+            "Execution environments, by state.",
+            ("model", "version", "state"),
+            registry=self.registry,
+        )
+        self.cold_starts = Counter(
+            "lambdaserve_cold_starts",
+            "New execution environments, by kind (init or restore).",
+            ("model", "version", "kind"),
+            registry=self.registry,
+        )
+        self.init_duration = Histogram(
+            "lambdaserve_init_duration_seconds",
+            "INIT or restore duration of new environments.",
+            ("model", "version", "kind"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.invocations = Counter(
+            "lambdaserve_invocations",
+            "Function invocations, by outcome.",
+            ("model", "version", "outcome"),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "lambdaserve_batch_requests",
+            "Requests answered by one call into an environment.",
+            ("model", "version"),
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,110 @@
+"""Usage plans as API Gateway applies them: a throttle per key and a quota per period.
+
+Throttle: a token bucket per API key holding at most ``burst`` tokens, refilled at
+``rate`` tokens per second; a request takes one token or is refused with 429 "Too Many
+Requests". Over any T seconds at most ``burst + rate * T`` requests pass.
+
+Quota: a count per key per DAY, WEEK (from Monday) or MONTH, in UTC; past the limit a
+request is refused with 429 "Limit Exceeded". Refused requests use neither a token nor
+the quota.
+
+Counts live in memory, where this single-threaded event loop updates them exactly; the
+server writes them to the store at least once a second (``flush``), as absolute values,
+so a restart or a ``kill -9`` never resets a caller's quota and loses at most the last
+second of counting. The clocks are injected so tests are exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from lambdaserve.gateway.errors import LimitExceeded, TooManyRequests
+from lambdaserve.store import ApiKey, Plan, Store
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def period_start(period: str, wall: float) -> str:
+    """The start of the quota period containing ``wall`` (UTC), as an ISO date."""
+    day = datetime.fromtimestamp(wall, timezone.utc).date()
+    if period == "WEEK":
+        day -= timedelta(days=day.weekday())
+    elif period == "MONTH":
+        day = day.replace(day=1)
+    return f"{period}:{day.isoformat()}"
+
+
+def period_end(period: str, wall: float) -> float:
+    start = datetime.fromisoformat(period_start(period, wall).split(":", 1)[1]).replace(tzinfo=timezone.utc)
+    if period == "DAY":
+        end = start + timedelta(days=1)
+    elif period == "WEEK":
+        end = start + timedelta(days=7)
+    else:
+        end = (start + timedelta(days=32)).replace(day=1)
+    return end.timestamp()
+
+
+class UsageLimiter:
+    def __init__(self, store: Store, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.wall = wall
+        self.buckets: dict[str, TokenBucket] = {}
+        self.counts: dict[tuple[str, str], int] = {}
+        self.dirty: set[tuple[str, str]] = set()
+
+    def admit(self, key: ApiKey, plan: Plan | None) -> None:
+        """Count one request against the key's plan, or raise the 429 it gets."""
+        if plan is None:
+            return
+        slot = None
+        if plan.quota_limit is not None and plan.quota_period:
+            slot = (key.id, period_start(plan.quota_period, self.wall()))
+            if self._count(slot) >= plan.quota_limit:
+                raise LimitExceeded(f"key {key.id} used its {plan.quota_limit}/{plan.quota_period}")
+        if plan.rate is not None and plan.burst is not None:
+            bucket = self.buckets.get(key.id)
+            if bucket is None or (bucket.rate, bucket.burst) != (plan.rate, plan.burst):
+                bucket = self.buckets[key.id] = TokenBucket(plan.rate, plan.burst, self.clock())
+            if not bucket.take(self.clock()):
+                raise TooManyRequests(f"key {key.id} over {plan.rate}/s")
+        if slot is not None:
+            self.counts[slot] += 1
+            self.dirty.add(slot)
+
+    def used(self, key: ApiKey, plan: Plan) -> int:
+        if plan.quota_period is None:
+            return 0
+        return self._count((key.id, period_start(plan.quota_period, self.wall())))
+
+    def _count(self, slot: tuple[str, str]) -> int:
+        if slot not in self.counts:
+            self.counts[slot] = self.store.usage(*slot)
+        return self.counts[slot]
+
+    def flush(self) -> None:
+        """Write the changed counts (absolute values) to the store."""
+        if not self.dirty:
+            return
+        changed = {slot: self.counts[slot] for slot in self.dirty}
+        self.dirty = set()
+        self.store.save_usage(changed)

@@ -1,0 +1,165 @@
+"""Execution environments for the local gateway: forked from a template that ran INIT.
+
+    python -m lambdaserve.runtime.forkserver SOCKET_PATH TEMPLATE_ID
+
+The template imports the handler once (INIT, as ``bootstrap`` does, with the same error
+types), freezes the garbage collector so that forked children keep sharing the loaded
+model's memory pages, and connects to the gateway's Unix socket. Each ``fork`` message
+makes a child: a new execution environment that already holds the loaded model, as a
+Lambda SnapStart environment is restored from a snapshot taken after INIT. The child
+opens its own connection to the gateway and serves invocations, one message at a time.
+
+Frames: a 4-byte little-endian length, then a JSON object.
+
+    template -> gateway  {"type": "template", "id", "pid", "initMs", "logs"} | {"type": "initError", ...}
+    gateway -> template  {"type": "fork", "envId"}
+    child    -> gateway  {"type": "hello", "envId", "pid"}
+    gateway -> child     {"type": "invoke", "requestIds", "events", "deadlineMs"}
+    child    -> gateway  {"type": "result", "results": [{"payload"} | {"error"}], "durationMs",
+                          "maxMemoryMB", "logs"}
+
+A batch of several events goes to the handler module's ``handle_batch`` when it has one
+(lambdaserve's handler does: one model call for the batch); otherwise the handler is
+called once per event. Everything printed during an invocation is captured and sent
+back with the result, so the gateway can write it between START and END.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, BinaryIO
+
+from lambdaserve.runtime.bootstrap import (
+    DEFAULT_HANDLER,
+    InitFault,
+    LocalContext,
+    error_payload,
+    load_handler,
+    max_memory_mb,
+)
+
+_HEADER = struct.Struct("<I")
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    data = json.dumps(message, default=str).encode()
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def receive(stream: BinaryIO) -> dict[str, Any] | None:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    return json.loads(data) if len(data) == size else None
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
+@contextlib.contextmanager
+def captured() -> Any:
+    """Collect what Python code prints (stdout and stderr) as log lines."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        yield buffer
+
+
+def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]:
+    ids = message["requestIds"]
+    events = message["events"]
+    contexts = [LocalContext(request_id, int(message["deadlineMs"])) for request_id in ids]
+    started = time.perf_counter()
+    with captured() as output:
+        if batch is not None and len(events) > 1:
+            try:
+                results = [{"payload": p} for p in batch(events, contexts)]
+            except Exception as exc:
+                results = [{"error": error_payload(exc)}] * len(events)
+        else:
+            results = []
+            for event, context in zip(events, contexts, strict=True):
+                try:
+                    payload = handler(event, context)
+                    json.dumps(payload)
+                    results.append({"payload": payload})
+                except TypeError as exc:
+                    results.append({"error": error_payload(exc, "Runtime.MarshalError")})
+                except Exception as exc:
+                    results.append({"error": error_payload(exc)})
+    return {
+        "type": "result",
+        "results": results,
+        "durationMs": (time.perf_counter() - started) * 1000,
+        "maxMemoryMB": max_memory_mb(),
+        "logs": output.getvalue().splitlines(),
+    }
+
+
+def serve_environment(path: str, env_id: str, handler: Any, batch: Any) -> None:
+    sock = connect(path)
+    send(sock, {"type": "hello", "envId": env_id, "pid": os.getpid()})
+    stream = sock.makefile("rb")
+    while (message := receive(stream)) is not None:
+        if message.get("type") == "invoke":
+            send(sock, _invoke(handler, batch, message))
+
+
+def main() -> int:
+    path, template_id = sys.argv[1], sys.argv[2]
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    if task_root and task_root not in sys.path:
+        sys.path.insert(0, task_root)
+    started = time.perf_counter()
+    with captured() as output:
+        try:
+            module, handler = load_handler(os.environ.get("_HANDLER") or DEFAULT_HANDLER)
+            failure = None
+        except InitFault as exc:
+            failure = error_payload(exc, exc.error_type)
+        except Exception as exc:  # raised by INIT code itself: reported under its own type
+            failure = error_payload(exc)
+    control = connect(path)
+    logs = output.getvalue().splitlines()
+    if failure is not None:
+        send(control, {"type": "initError", "id": template_id, "logs": logs, **failure})
+        return 1
+    batch = getattr(module, "handle_batch", None)
+    init_ms = (time.perf_counter() - started) * 1000
+    gc.collect()
+    gc.freeze()  # children share these objects' pages: no GC pass touches them
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped without waiting
+    send(
+        control, {"type": "template", "id": template_id, "pid": os.getpid(), "initMs": init_ms, "logs": logs}
+    )
+    stream = control.makefile("rb")
+    while (message := receive(stream)) is not None:
+        if message.get("type") != "fork":
+            continue
+        pid = os.fork()
+        if pid == 0:  # the new execution environment
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                serve_environment(path, message["envId"], handler, batch)
+            finally:
+                os._exit(0)
+        send(control, {"type": "forked", "envId": message["envId"], "pid": pid})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""State: models, versions, stage aliases, usage plans, API keys and usage, in SQLite.
+
+One SQLite database in WAL mode under the state directory (``./.lambdaserve`` by
+default, ``--state-dir`` or ``$LAMBDASERVE_HOME``), plus content-addressed model files.
+The CLI writes it directly, with or without a server running; a running server notices
+other writers' commits (``PRAGMA data_version``) and reloads what changed.
+"""
+
+from lambdaserve.store.records import Alias, ApiKey, ModelVersion, Plan
+from lambdaserve.store.store import Store, default_state_dir
+
+__all__ = ["Alias", "ApiKey", "ModelVersion", "Plan", "Store", "default_state_dir"]

@@ -1,0 +1,82 @@
+"""The records the store holds, as plain immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One published version of a model: an immutable file plus its manifest."""
+
+    model: str
+    version: int
+    sha256: str
+    format: str
+    file: str  # path of the model file, relative to the state directory
+    manifest: dict[str, Any]
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size"] = self.manifest.get("size")
+        data.pop("manifest")
+        return data
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A stage of a model: the version it serves, and optionally a canary with its weight."""
+
+    model: str
+    stage: str
+    version: int
+    canary_version: int | None = None
+    canary_weight: float = 0.0  # percent of requests, 0-100
+    updated: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A usage plan: throttle (token bucket of ``burst`` refilled at ``rate``/s) and quota."""
+
+    id: str
+    name: str
+    rate: float | None = None
+    burst: int | None = None
+    quota_limit: int | None = None
+    quota_period: str | None = None  # DAY | WEEK | MONTH, in UTC
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        throttle = f"{self.rate:g}/s, burst {self.burst}" if self.rate is not None else "no throttle"
+        quota = f"{self.quota_limit}/{self.quota_period}" if self.quota_limit is not None else "no quota"
+        return f"{throttle}; {quota}"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: its hash, never its value (shown once, when created)."""
+
+    id: str
+    name: str
+    prefix: str  # the first characters, to recognise a key in lists
+    hash: str
+    plan_id: str | None
+    enabled: bool
+    created: str
+    revoked: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("hash")
+        return data

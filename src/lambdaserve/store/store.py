@@ -1,0 +1,390 @@
+"""The store: one SQLite database (WAL) and a directory of content-addressed model files.
+
+Every write is one short transaction, so a ``kill -9`` at any moment leaves the database
+as of the last commit: no key, plan, model or alias is ever half-written. Usage counts
+are written by the server as absolute values at most a second old (see
+``gateway/usage.py``), so a crash loses at most the last second of counting.
+
+API keys are random 40-character strings; only their sha256 is stored, and a key is
+shown once, when it is created. The admin token lives in ``admin-token`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.store.records import QUOTA_PERIODS, Alias, ApiKey, ModelVersion, Plan
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    model TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, format TEXT NOT NULL,
+    file TEXT NOT NULL, manifest TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (model, version));
+CREATE TABLE IF NOT EXISTS aliases (
+    model TEXT NOT NULL, stage TEXT NOT NULL, version INTEGER NOT NULL,
+    canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0, updated TEXT NOT NULL,
+    PRIMARY KEY (model, stage));
+CREATE TABLE IF NOT EXISTS alias_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, stage TEXT NOT NULL,
+    version INTEGER, canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0,
+    changed TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plans (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, rate REAL, burst INTEGER,
+    quota_limit INTEGER, quota_period TEXT, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    plan_id TEXT, enabled INTEGER NOT NULL DEFAULT 1, created TEXT NOT NULL, revoked TEXT);
+CREATE TABLE IF NOT EXISTS usage (
+    key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (key_id, period_start));
+"""
+KEY_ALPHABET = string.ascii_letters + string.digits
+ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("LAMBDASERVE_HOME") or ".lambdaserve")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def hash_key(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+class Store:
+    """The state directory. Safe to use from several processes at once (SQLite WAL)."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.root = (state_dir or default_state_dir()).resolve()
+        (self.root / "models").mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.root / "state.db", timeout=10.0, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: how a server notices CLI writes."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    # -- models and versions ---------------------------------------------------------
+    def add_version(self, name: str, manifest: dict[str, Any], model_file: Path) -> tuple[ModelVersion, bool]:
+        """Publish ``model_file`` as the next version of ``name``; (version, created).
+
+        As Lambda's PublishVersion: when the latest version has the same content, it is
+        returned and no new version is made.
+        """
+        sha = manifest["sha256"]
+        suffix = Path(manifest.get("model_file") or model_file.name).suffix
+        blob = self.root / "models" / f"{sha}{suffix}"
+        if not blob.exists():
+            staging = blob.with_name(f".{blob.name}.{os.getpid()}")
+            shutil.copyfile(model_file, staging)
+            staging.rename(blob)
+        with self.transaction() as db:
+            latest = db.execute(
+                "SELECT * FROM versions WHERE model = ? ORDER BY version DESC LIMIT 1", (name,)
+            ).fetchone()
+            if latest is not None and latest["sha256"] == sha:
+                return _version(latest), False
+            number = (latest["version"] if latest else 0) + 1
+            db.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    number,
+                    sha,
+                    manifest["format"],
+                    f"models/{blob.name}",
+                    json.dumps({**manifest, "name": name}),
+                    now(),
+                ),
+            )
+        return self.version(name, number), True
+
+    def models(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT model FROM versions ORDER BY model")]
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        query = "SELECT * FROM versions" + (" WHERE model = ?" if name else "") + " ORDER BY model, version"
+        return [_version(r) for r in self.db.execute(query, (name,) if name else ())]
+
+    def version(self, name: str, number: int) -> ModelVersion:
+        row = self.db.execute(
+            "SELECT * FROM versions WHERE model = ? AND version = ?", (name, number)
+        ).fetchone()
+        if row is None:
+            known = [v.version for v in self.versions(name)]
+            raise LambdaserveError(
+                f"Model {name!r} has no version {number}.",
+                f"Its versions: {', '.join(map(str, known))}."
+                if known
+                else f"Push one first: lambdaserve models push MODEL_FILE --name {name}",
+            )
+        return _version(row)
+
+    def model_path(self, version: ModelVersion) -> Path:
+        return self.root / version.file
+
+    # -- aliases (stages) --------------------------------------------------------------
+    def aliases(self, model: str | None = None) -> list[Alias]:
+        query = "SELECT * FROM aliases" + (" WHERE model = ?" if model else "") + " ORDER BY model, stage"
+        return [_alias(r) for r in self.db.execute(query, (model,) if model else ())]
+
+    def alias(self, model: str, stage: str) -> Alias | None:
+        row = self.db.execute(
+            "SELECT * FROM aliases WHERE model = ? AND stage = ?", (model, stage)
+        ).fetchone()
+        return _alias(row) if row else None
+
+    def set_alias(
+        self,
+        model: str,
+        stage: str,
+        version: int,
+        canary_version: int | None = None,
+        canary_weight: float = 0.0,
+    ) -> Alias:
+        """Point ``stage`` at ``version`` (with an optional canary), in one transaction."""
+        check_stage(stage)
+        self.version(model, version)
+        if canary_version is not None:
+            self.version(model, canary_version)
+            if not 0 < canary_weight < 100:
+                raise LambdaserveError("A canary weight is a percentage between 0 and 100, exclusive.")
+        else:
+            canary_weight = 0.0
+        with self.transaction() as db:
+            self._remember(db, model, stage)
+            db.execute(
+                "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?, ?)",
+                (model, stage, version, canary_version, canary_weight, now()),
+            )
+        alias = self.alias(model, stage)
+        if alias is None:  # just written in this transaction
+            raise LambdaserveError(f"Stage {stage!r} of {model!r} vanished while being written.")
+        return alias
+
+    def rollback(self, model: str, stage: str) -> Alias | None:
+        """Undo the stage's last change; None when that change created the stage."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT * FROM alias_history WHERE model = ? AND stage = ? ORDER BY id DESC LIMIT 1",
+                (model, stage),
+            ).fetchone()
+            if row is None:
+                raise LambdaserveError(
+                    f"Stage {stage!r} of model {model!r} has no earlier state to roll back to.",
+                    f"See its state with: lambdaserve models show {model}",
+                )
+            db.execute("DELETE FROM alias_history WHERE id = ?", (row["id"],))
+            if row["version"] is None:
+                db.execute("DELETE FROM aliases WHERE model = ? AND stage = ?", (model, stage))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?, ?)",
+                    (model, stage, row["version"], row["canary_version"], row["canary_weight"], now()),
+                )
+        return self.alias(model, stage)
+
+    def _remember(self, db: sqlite3.Connection, model: str, stage: str) -> None:
+        current = db.execute("SELECT * FROM aliases WHERE model = ? AND stage = ?", (model, stage)).fetchone()
+        db.execute(
+            "INSERT INTO alias_history (model, stage, version, canary_version, canary_weight, changed) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                model,
+                stage,
+                current["version"] if current else None,
+                current["canary_version"] if current else None,
+                current["canary_weight"] if current else 0.0,
+                now(),
+            ),
+        )
+
+    # -- usage plans -------------------------------------------------------------------
+    def create_plan(
+        self,
+        name: str,
+        rate: float | None = None,
+        burst: int | None = None,
+        quota_limit: int | None = None,
+        quota_period: str | None = None,
+    ) -> Plan:
+        if (rate is None) != (burst is None):
+            raise LambdaserveError("A throttle needs both --rate and --burst.", "e.g. --rate 10 --burst 10")
+        if rate is not None and (rate <= 0 or burst is None or burst < 1):
+            raise LambdaserveError("--rate must be above 0 and --burst at least 1.")
+        if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
+            raise LambdaserveError(
+                "A quota is a positive count per DAY, WEEK or MONTH.", "e.g. --quota 100/DAY"
+            )
+        plan = Plan(_random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now())
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO plans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (plan.id, name, rate, burst, quota_limit, quota_period, plan.created),
+                )
+        except sqlite3.IntegrityError:
+            raise LambdaserveError(f"A plan named {name!r} exists already.", "Choose another name.") from None
+        return plan
+
+    def update_plan(
+        self,
+        name: str,
+        rate: float | None,
+        burst: int | None,
+        quota_limit: int | None,
+        quota_period: str | None,
+    ) -> Plan:
+        """Change a plan's limits (as API Gateway's UpdateUsagePlan); keys keep their plan."""
+        current = self.plan(name)
+        checked = Plan(current.id, current.name, rate, burst, quota_limit, quota_period, current.created)
+        if (rate is None) != (burst is None) or (
+            quota_limit is not None and quota_period not in QUOTA_PERIODS
+        ):
+            raise LambdaserveError("A throttle needs --rate and --burst; a quota is COUNT/DAY|WEEK|MONTH.")
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE plans SET rate = ?, burst = ?, quota_limit = ?, quota_period = ? WHERE id = ?",
+                (rate, burst, quota_limit, quota_period, current.id),
+            )
+        return checked
+
+    def plans(self) -> list[Plan]:
+        return [Plan(**dict(r)) for r in self.db.execute("SELECT * FROM plans ORDER BY created, name")]
+
+    def plan(self, name_or_id: str) -> Plan:
+        row = self.db.execute(
+            "SELECT * FROM plans WHERE id = ? OR name = ?", (name_or_id, name_or_id)
+        ).fetchone()
+        if row is None:
+            raise LambdaserveError(
+                f"No usage plan {name_or_id!r}.",
+                "Create one: lambdaserve plans create NAME --rate 10 --burst 10",
+            )
+        return Plan(**dict(row))
+
+    # -- API keys ----------------------------------------------------------------------
+    def create_key(self, name: str, plan: str | None = None) -> tuple[ApiKey, str]:
+        """Make a key; return its record and its value, which is never stored or shown again."""
+        plan_id = self.plan(plan).id if plan else None
+        value = _random(KEY_ALPHABET, 40)
+        key = ApiKey(_random(ID_ALPHABET, 10), name, value[:6], hash_key(value), plan_id, True, now())
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, 1, ?, NULL)",
+                (key.id, key.name, key.prefix, key.hash, key.plan_id, key.created),
+            )
+        return key, value
+
+    def api_keys(self) -> list[ApiKey]:
+        return [_key(r) for r in self.db.execute("SELECT * FROM keys ORDER BY created, name")]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE keys SET enabled = 0, revoked = ? WHERE (id = ? OR name = ?) AND enabled = 1",
+                (now(), key_id, key_id),
+            ).rowcount
+        if not changed:
+            raise LambdaserveError(f"No active key {key_id!r}.", "See the keys with: lambdaserve keys list")
+        row = self.db.execute("SELECT * FROM keys WHERE id = ? OR name = ?", (key_id, key_id)).fetchone()
+        return _key(row)
+
+    def find_key(self, value: str) -> ApiKey | None:
+        row = self.db.execute("SELECT * FROM keys WHERE hash = ?", (hash_key(value),)).fetchone()
+        if row is None or not hmac.compare_digest(row["hash"], hash_key(value)):
+            return None
+        return _key(row)
+
+    # -- usage -------------------------------------------------------------------------
+    def save_usage(self, counts: dict[tuple[str, str], int]) -> None:
+        """Write absolute counts per (key id, period start): idempotent, crash-safe."""
+        if not counts:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO usage VALUES (?, ?, ?) ON CONFLICT (key_id, period_start) "
+                "DO UPDATE SET count = max(count, excluded.count)",
+                [(key, start, count) for (key, start), count in counts.items()],
+            )
+
+    def usage(self, key_id: str, period_start: str) -> int:
+        row = self.db.execute(
+            "SELECT count FROM usage WHERE key_id = ? AND period_start = ?", (key_id, period_start)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- admin token -------------------------------------------------------------------
+    def admin_token(self) -> tuple[str, bool]:
+        """The admin token, and whether it was created just now (then it is shown once)."""
+        path = self.root / "admin-token"
+        if path.exists():
+            return path.read_text().strip(), False
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token, True
+
+
+def check_stage(stage: str) -> str:
+    # Stage names become URL path segments; "_" is reserved for lambdaserve's own routes.
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}", stage):
+        raise LambdaserveError(
+            f"{stage!r} is not a valid stage name.",
+            "Use letters, digits, '-' and '_', starting with a letter or digit (e.g. test, prod).",
+        )
+    return stage
+
+
+def _version(row: sqlite3.Row) -> ModelVersion:
+    data = dict(row)
+    data["manifest"] = json.loads(data["manifest"])
+    return ModelVersion(**data)
+
+
+def _alias(row: sqlite3.Row) -> Alias:
+    return Alias(**dict(row))
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    data = dict(row)
+    data["enabled"] = bool(data["enabled"])
+    return ApiKey(**data)
