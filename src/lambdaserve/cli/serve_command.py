@@ -103,7 +103,8 @@ def serve(
     token, new_token = store.admin_token()
     if host not in ("127.0.0.1", "localhost", "::1"):
         warn(
-            f"Listening on {host}: anyone who can reach this machine can call the API and the Lambda Invoke API."
+            f"Listening on {host}: anyone who can reach this machine can call the API "
+            "and the Lambda Invoke API."
         )
 
     settings = GatewaySettings(
