@@ -19,7 +19,7 @@ DEMO_POST := Did that FAQ ever get changed to define strong atheists as those wh
 .PHONY: help install demo test check bench clean
 
 help:
-	@echo "make demo    train the 20 Newsgroups example, package it and invoke it"
+	@echo "make demo    train the 20 Newsgroups example, package it, invoke it and serve it"
 	@echo "make test    run every test"
 	@echo "make check   ruff and mypy (strict) on src/"
 	@echo "make bench   benchmarks (see docs/performance.md)"
@@ -40,9 +40,13 @@ $(STAMP): pyproject.toml
 $(NEWS_MODEL): examples/newsgroups/train.py | $(STAMP)
 	$(BIN)/python examples/newsgroups/train.py -o $@
 
+# Trains the example if needed, checks one invocation, then serves it until Ctrl-C
+# (PORT=8001 make demo to use another port).
+PORT ?= 8000
 demo: $(NEWS_MODEL)
 	$(BIN)/lambdaserve package $(NEWS_MODEL) --sample '["the space shuttle launch"]' -o $(NEWS_BUNDLE)
 	$(BIN)/lambdaserve invoke $(NEWS_BUNDLE) --data '["$(DEMO_POST)"]'
+	$(BIN)/lambdaserve serve $(NEWS_BUNDLE) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

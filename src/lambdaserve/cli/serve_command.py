@@ -115,6 +115,7 @@ def serve(
             reserved=concurrency,
             provisioned=provisioned,
             mode=mode,
+            runtime=runtime,
         ),
         env_mode=env,
         stage=stage,

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdaserve.bundle.pins import installed_version
 from lambdaserve.execution.environments import PythonEnvironment, SilentProgress, resolve_environment
 from lambdaserve.execution.events import rest_proxy_event
 from lambdaserve.gateway.environments import EnvironmentServer
@@ -323,6 +324,10 @@ class Gateway:
 
     def _python_for(self, record: ModelVersion) -> PythonEnvironment:
         requirements = tuple(record.manifest.get("requirements") or ())
+        if self.settings.function.runtime == "awslambdaric":
+            # As in AWS's base images, the runtime client sits beside the model's libraries.
+            installed = installed_version("awslambdaric")
+            requirements += (f"awslambdaric=={installed}" if installed else "awslambdaric",)
         python_version = str(record.manifest.get("python") or "")
         cache_key = (python_version, requirements)
         if cache_key not in self._pythons:

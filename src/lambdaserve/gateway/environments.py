@@ -126,6 +126,10 @@ class Environment:
             raise EnvironmentLost("the environment closed its connection")
         return result
 
+    @property
+    def alive(self) -> bool:
+        return not self.writer.is_closing()
+
     def kill(self, reason: str | None = None) -> None:
         if reason and self.killed_for is None:
             self.killed_for = reason
@@ -134,14 +138,19 @@ class Environment:
         self.writer.close()
 
     def rss_kib(self) -> int:
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except (OSError, ValueError):
-            return 0
+        return proc_status_kib(self.pid, "VmRSS")
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc/PID/status, in KiB (0 when unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
         return 0
+    return 0
 
 
 class Template:

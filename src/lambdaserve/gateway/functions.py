@@ -42,6 +42,7 @@ from lambdaserve.gateway.environments import (
 )
 from lambdaserve.gateway.logbook import LogBook
 from lambdaserve.gateway.metrics import Metrics
+from lambdaserve.gateway.runtime_api import RuntimeAPIEnvironment
 
 MODES = ("batch", "lambda")
 _WATCH_S = 0.05
@@ -59,6 +60,7 @@ class FunctionSettings:
     mode: str = "batch"
     max_batch: int = 64
     init_timeout_s: float = 120.0
+    runtime: str = "default"  # "default" (forked environments) | "awslambdaric" (Runtime API)
 
     @property
     def limit(self) -> int:
@@ -113,8 +115,8 @@ class Function:
             cwd,
         )
         self.template: Template | None = None
-        self.environments: list[Environment] = []
-        self.idle: list[Environment] = []
+        self.environments: list[Environment | RuntimeAPIEnvironment] = []
+        self.idle: list[Environment | RuntimeAPIEnvironment] = []
         self.queue: collections.deque[_Pending] = collections.deque()
         self.forking = 0
         self.last_used = time.monotonic()
@@ -197,7 +199,8 @@ class Function:
                 pending.future.set_result(Outcome("throttled"))
 
     def _take(self) -> list[_Pending]:
-        size = self.settings.max_batch if self.settings.mode == "batch" else 1
+        batching = self.settings.mode == "batch" and self.settings.runtime == "default"
+        size = self.settings.max_batch if batching else 1
         return [self.queue.popleft() for _ in range(min(size, len(self.queue)))]
 
     def _spawn(self, coroutine: Any) -> None:
@@ -232,6 +235,9 @@ class Function:
         self._spawn(self._grow())
 
     async def _grow(self) -> None:
+        if self.settings.runtime == "awslambdaric":
+            await self._grow_runtime_client()
+            return
         try:
             template = await self._ensure_template()
             env, restore_ms = await template.fork()
@@ -257,6 +263,28 @@ class Function:
         self.metrics.cold_starts.labels(self.name, self.version, kind).inc()
         if not first:
             self.metrics.init_duration.labels(self.name, self.version, "restore").observe(restore_ms / 1000)
+        self._adopt(env)
+
+    async def _grow_runtime_client(self) -> None:
+        """An environment running AWS's runtime client: INIT in every new environment."""
+        python, env_vars, cwd = self.template_spec
+        handler = env_vars.get("_HANDLER") or "lambdaserve.runtime.handler.handler"
+        env = RuntimeAPIEnvironment(python, env_vars, handler, cwd)
+        try:
+            init_ms = await env.start(self.settings.init_timeout_s)
+        except InitFailed as failure:
+            self.forking -= 1
+            self.logs.write(self.name, [*failure.logs, *_init_error_lines(failure.error)])
+            self._fail_queue(Outcome("init", error=failure.error))
+            return
+        self.forking -= 1
+        self.logs.write(self.name, env.init_logs)
+        env.cold_start = ("Init", init_ms)
+        self.metrics.cold_starts.labels(self.name, self.version, "init").inc()
+        self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
+        self._adopt(env)
+
+    def _adopt(self, env: Environment | RuntimeAPIEnvironment) -> None:
         if self._closed:
             env.kill()
             return
@@ -272,7 +300,7 @@ class Function:
                 pending.future.set_result(outcome)
 
     # -- one message to one environment -------------------------------------------------
-    async def _run(self, env: Environment, batch: list[_Pending]) -> None:
+    async def _run(self, env: Environment | RuntimeAPIEnvironment, batch: list[_Pending]) -> None:
         env.busy = True
         self._update_gauges()
         self._watch()
@@ -315,18 +343,18 @@ class Function:
                 pending.future.set_result(outcome)
         self._release(env)
 
-    def _release(self, env: Environment) -> None:
+    def _release(self, env: Environment | RuntimeAPIEnvironment) -> None:
         env.busy = False
         env.invocations += 1
         env.last_used = time.monotonic()
-        if env.killed_for is not None or env.writer.is_closing():
+        if env.killed_for is not None or not env.alive:
             self._forget(env)
         elif not self._closed:
             self.idle.append(env)
         self._update_gauges()
         self._schedule()
 
-    def _forget(self, env: Environment) -> None:
+    def _forget(self, env: Environment | RuntimeAPIEnvironment) -> None:
         if env in self.environments:
             self.environments.remove(env)
         self._update_gauges()
