@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lambdaserve import __version__
-from lambdaserve.cli import bundle_commands, invoke_command, serve_command
+from lambdaserve.cli import admin_commands, bundle_commands, invoke_command, key_commands, serve_command
 
 app = typer.Typer(
     name="lambdaserve",
@@ -42,6 +42,43 @@ app.command("package")(bundle_commands.package)
 app.command("inspect")(bundle_commands.inspect)
 app.command("invoke")(invoke_command.invoke)
 app.command("serve")(serve_command.serve)
+app.command("promote")(admin_commands.promote)
+app.command("rollback")(admin_commands.rollback)
+app.command("logs")(admin_commands.logs)
+
+
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode="markdown",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+models_app = _group(
+    "Publish model versions and see what each stage serves.\n\n"
+    "Example:\n\n    lambdaserve models push iris.pickle --name iris\n\n    lambdaserve models show iris"
+)
+models_app.command("push")(admin_commands.push)
+models_app.command("list")(admin_commands.list_models)
+models_app.command("show")(admin_commands.show_model)
+plans_app = _group(
+    "Usage plans: a throttle and a quota for the API keys in them.\n\n"
+    "Example:\n\n    lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY"
+)
+plans_app.command("create")(key_commands.create_plan)
+plans_app.command("list")(key_commands.list_plans)
+keys_app = _group(
+    "API keys: callers send one as x-api-key.\n\n"
+    "Example:\n\n    lambdaserve keys create --name alice --plan basic"
+)
+keys_app.command("create")(key_commands.create_key)
+keys_app.command("list")(key_commands.list_keys)
+keys_app.command("revoke")(key_commands.revoke_key)
+app.add_typer(models_app, name="models")
+app.add_typer(plans_app, name="plans")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -181,8 +181,8 @@ class Gateway:
         except GatewayError as exc:
             response = error_response(exc)
         response.headers["x-amzn-RequestId"] = request_id
-        self.metrics.requests.labels(*labels, str(response.status)).inc()
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        model, stage, version = labels
+        self.metrics.request(model, stage, version, response.status, time.perf_counter() - started)
         return response
 
     async def _handle(self, request: Request, request_id: str, labels: list[str]) -> Response:
@@ -206,12 +206,13 @@ class Gateway:
         event = self._event(request, request_id, stage, name, route, resource, key)
         if len(request.body) + 2048 > MAX_PAYLOAD_BYTES and len(json.dumps(event)) > MAX_PAYLOAD_BYTES:
             raise RequestTooLong()
-        try:
-            outcome = await asyncio.wait_for(
-                asyncio.shield(function.invoke(event, request_id)), self.settings.integration_timeout_s
-            )
-        except asyncio.TimeoutError:
-            raise EndpointTimeout() from None
+        # Past the integration timeout the caller gets 504, but the invocation goes on,
+        # as in AWS: API Gateway stops waiting, Lambda does not stop running.
+        pending = function.submit(event, request_id)
+        done, _ = await asyncio.wait((pending,), timeout=self.settings.integration_timeout_s)
+        if not done:
+            raise EndpointTimeout()
+        outcome = pending.result()
         if outcome.status == "throttled":
             self.metrics.refused.labels(name, stage, "concurrency").inc()
         return proxy_to_http(outcome)

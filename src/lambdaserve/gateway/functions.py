@@ -135,15 +135,19 @@ class Function:
             self._grow_later()
 
     async def invoke(self, event: Any, request_id: str) -> Outcome:
-        if self._closed:
-            return Outcome(
-                "crash", error={"errorType": "Runtime.ExitError", "errorMessage": "function stopped"}
-            )
-        self.last_used = time.monotonic()
+        return await self.submit(event, request_id)
+
+    def submit(self, event: Any, request_id: str) -> asyncio.Future[Outcome]:
+        """Queue one invocation; the future resolves with its outcome."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            stopped = {"errorType": "Runtime.ExitError", "errorMessage": "function stopped"}
+            future.set_result(Outcome("crash", error=stopped))
+            return future
+        self.last_used = time.monotonic()
         self.queue.append(_Pending(event, request_id, future))
         self._schedule()
-        return await future
+        return future
 
     @property
     def busy(self) -> int:
@@ -308,10 +312,10 @@ class Function:
         cold, env.cold_start = env.cold_start, None
         started = time.perf_counter()
         deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
+        # The timeout is a timer that kills the environment; the read then ends at once.
+        timer = asyncio.get_running_loop().call_later(self.settings.timeout_s, env.kill, "timeout")
         try:
-            result = await asyncio.wait_for(
-                env.invoke(ids, [p.event for p in batch], deadline_ms), self.settings.timeout_s
-            )
+            result = await env.invoke(ids, [p.event for p in batch], deadline_ms)
             outcomes = [
                 Outcome(payload=r.get("payload"))
                 if "payload" in r
@@ -321,9 +325,7 @@ class Function:
             duration, memory = float(result.get("durationMs", 0.0)), int(result.get("maxMemoryMB", 0))
             lines = list(result.get("logs") or [])
             status = error_type = None
-        except (asyncio.TimeoutError, EnvironmentLost):
-            if env.killed_for is None and time.perf_counter() - started >= self.settings.timeout_s:
-                env.killed_for = "timeout"
+        except EnvironmentLost:
             env.kill()
             reason = env.killed_for or "crash"
             duration = (time.perf_counter() - started) * 1000
@@ -334,6 +336,8 @@ class Function:
             lines = [timeout_line(i, duration / 1000) for i in ids] if reason == "timeout" else []
             status = "timeout" if reason == "timeout" else "error"
             error_type = {"memory": "Runtime.OutOfMemory", "crash": "Runtime.ExitError"}.get(reason)
+        finally:
+            timer.cancel()
         per_request = self._log(ids, lines, duration, memory, cold, status, error_type)
         self.metrics.batch_size.labels(self.name, self.version).observe(len(batch))
         for pending, outcome, logs in zip(batch, outcomes, per_request, strict=True):

@@ -9,6 +9,8 @@ Each gateway has its own registry, so several gateways can live in one process (
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -20,6 +22,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         labels = ("model", "stage", "version")
         self.requests = Counter(
             "lambdaserve_requests",
@@ -72,6 +75,18 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
+
+    def request(self, model: str, stage: str, version: str, status: int, seconds: float) -> None:
+        """Count one answered request (the hot path: labelled children are cached)."""
+        key = (model, stage, version, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(model, stage, version, str(status)),
+                self.latency.labels(model, stage, version),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

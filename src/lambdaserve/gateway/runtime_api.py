@@ -115,8 +115,8 @@ class RuntimeAPIEnvironment:
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if exited:
             exited.cancel()
-        if self._result not in done:
-            raise EnvironmentLost("the runtime client exited")
+        if self._result not in done or self._result.cancelled():
+            raise EnvironmentLost("the runtime client exited or was killed")
         outcome = self._result.result()
         await asyncio.sleep(0)  # let the output pump catch the handler's last lines
         return {

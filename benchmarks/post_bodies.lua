@@ -1,0 +1,32 @@
+-- wrk script: POST the request bodies of a file in turn, one JSON body per line.
+--
+--   wrk -s benchmarks/post_bodies.lua http://127.0.0.1:8000/test/news/predict -- bodies.jsonl
+--
+-- Every request is formatted once in init(), so wrk spends no Lua time per request beyond
+-- picking the next one. Each wrk thread cycles through the whole file from its own start.
+
+local requests = {}
+local count = 0
+local position = 0
+
+function init(args)
+  local path = args[1]
+  if path == nil then
+    error("usage: wrk -s post_bodies.lua URL -- BODIES_FILE")
+  end
+  local headers = { ["Content-Type"] = "application/json" }
+  for line in io.lines(path) do
+    if #line > 0 then
+      count = count + 1
+      requests[count] = wrk.format("POST", nil, headers, line)
+    end
+  end
+  if count == 0 then
+    error("no request bodies in " .. path)
+  end
+end
+
+function request()
+  position = position % count + 1
+  return requests[position]
+end

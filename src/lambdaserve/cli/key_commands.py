@@ -1,0 +1,230 @@
+"""``lambdaserve plans`` and ``lambdaserve keys``: usage plans and the API keys in them.
+
+As in API Gateway, a key is used through a usage plan (throttle and quota), so a key made
+without ``--plan`` joins the plan named ``default``, an unlimited one made on first use.
+A key's value is shown once, when it is made: the store keeps only its sha256. Usage is
+what the server has written to the store, at most about a second old.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lambdaserve.cli.admin_commands import open_store
+from lambdaserve.cli.bundle_commands import JSON_OPTION
+from lambdaserve.cli.output import handle_errors, out, print_json
+from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.gateway.admin import parse_quota
+from lambdaserve.gateway.usage import period_start
+from lambdaserve.store import ApiKey, Plan, Store
+
+DEFAULT_PLAN = "default"
+
+
+# -- plans -----------------------------------------------------------------------------
+@handle_errors
+def create_plan(
+    name: str = typer.Argument(..., help="The plan's name, e.g. basic or partners."),
+    rate: float | None = typer.Option(None, "--rate", help="Throttle: requests per second, sustained."),
+    burst: int | None = typer.Option(
+        None,
+        "--burst",
+        help="Throttle: requests at once (bucket size) [default with --rate: the rate, >= 1].",
+    ),
+    quota: str | None = typer.Option(
+        None, "--quota", help="Requests per key per DAY, WEEK or MONTH (UTC), e.g. 1000/DAY."
+    ),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a usage plan: a throttle per key (rate and burst) and a quota per key.
+
+    Over the limits, callers get 429 "Too Many Requests" (throttle) or "Limit Exceeded"
+    (quota), as from API Gateway. Leave out both for an unlimited plan.
+
+    Example:
+
+        lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY
+
+        lambdaserve keys create --name alice --plan basic
+    """
+    if not name.strip():
+        raise LambdaserveError("A plan needs a name.", "e.g. lambdaserve plans create basic --rate 5")
+    limit, period = parse_quota(quota)
+    if rate is not None and burst is None:
+        burst = max(1, int(rate))  # as `serve --rate` does
+    with open_store(state_dir, create=True) as store:
+        plan = store.create_plan(name, rate, burst, limit, period)
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    out.print(f"[green]✓[/] Plan [bold]{plan.name}[/] (id {plan.id}): {plan.describe()}.")
+    out.print(f"  Give it a key: lambdaserve keys create --name NAME --plan {plan.name}")
+
+
+@handle_errors
+def list_plans(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List the usage plans with their throttle, quota and number of active keys.
+
+    Example:
+
+        lambdaserve plans list
+    """
+    with open_store(state_dir) as store:
+        plans = store.plans()
+        keys = store.api_keys()
+    counts = {p.id: sum(k.enabled and k.plan_id == p.id for k in keys) for p in plans}
+    if as_json:
+        print_json({"plans": [{**p.to_dict(), "keys": counts[p.id]} for p in plans]})
+        return
+    if not plans:
+        out.print("No usage plans yet. Make one: lambdaserve plans create NAME --rate 10 --burst 10")
+        return
+    table = Table(box=None)
+    for column in ("plan", "id", "throttle", "quota", "keys"):
+        table.add_column(column)
+    for p in plans:
+        throttle = f"{p.rate:g}/s, burst {p.burst}" if p.rate is not None else "—"
+        quota = f"{p.quota_limit}/{p.quota_period}" if p.quota_limit is not None else "—"
+        table.add_row(p.name, p.id, throttle, quota, str(counts[p.id]))
+    out.print(table)
+
+
+# -- keys ------------------------------------------------------------------------------
+@handle_errors
+def create_key(
+    name: str = typer.Option(..., "--name", "-n", help="Who or what the key is for, e.g. alice."),
+    plan: str | None = typer.Option(
+        None,
+        "--plan",
+        help=f"Usage plan, by name or id [default: {DEFAULT_PLAN!r}, unlimited, made if missing].",
+    ),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create an API key in a usage plan and print it, once: it is not stored, only its hash.
+
+    Callers send it in the x-api-key header.
+
+    Example:
+
+        lambdaserve keys create --name alice --plan basic
+    """
+    if not name.strip():
+        raise LambdaserveError("A key needs a name.", "e.g. lambdaserve keys create --name alice")
+    with open_store(state_dir, create=True) as store:
+        chosen = store.plan(plan) if plan is not None else _default_plan(store)
+        key, value = store.create_key(name, chosen.id)
+    if as_json:
+        print_json({"id": key.id, "name": key.name, "plan": chosen.name, "value": value})
+        return
+    out.print(
+        f"[green]✓[/] Key [bold]{key.name}[/] (id {key.id}) in plan {chosen.name} ({chosen.describe()}):"
+    )
+    out.print(f"  [bold]{value}[/]")
+    out.print("  It will not be shown again: copy it now. Callers send it as the x-api-key header.")
+
+
+@handle_errors
+def list_keys(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List the API keys: id, name, first characters, plan, state and usage of the quota.
+
+    Example:
+
+        lambdaserve keys list
+    """
+    with open_store(state_dir) as store:
+        plans = {p.id: p for p in store.plans()}
+        keys = store.api_keys()
+        wall = time.time()
+        used = {
+            k.id: store.usage(k.id, period_start(plan.quota_period, wall))
+            for k in keys
+            if (plan := plans.get(k.plan_id or "")) and plan.quota_period
+        }
+    if as_json:
+        listed = []
+        for k in keys:
+            plan = plans.get(k.plan_id or "")
+            listed.append(
+                {
+                    **k.to_dict(),
+                    "plan": plan.name if plan else None,
+                    "used": used.get(k.id),
+                    "quota": plan.quota_limit if plan else None,
+                    "quota_period": plan.quota_period if plan else None,
+                }
+            )
+        print_json({"keys": listed})
+        return
+    if not keys:
+        out.print("No API keys yet. Make one: lambdaserve keys create --name NAME")
+        return
+    table = Table(box=None)
+    for column in ("id", "name", "key", "plan", "state", "usage"):
+        table.add_column(column)
+    for k in keys:
+        plan = plans.get(k.plan_id or "")
+        state = "[green]enabled[/]" if k.enabled else f"[red]revoked[/] {k.revoked or ''}"
+        usage = (
+            f"{used[k.id]} / {plan.quota_limit} this {plan.quota_period}" if plan and k.id in used else "—"
+        )
+        table.add_row(k.id, k.name, f"{k.prefix}…", plan.name if plan else "—", state, usage)
+    out.print(table)
+
+
+@handle_errors
+def revoke_key(
+    key: str = typer.Argument(..., help="The key's id, or its name if no other active key has it."),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Revoke an API key: from then on, requests with it get 403 Forbidden.
+
+    Example:
+
+        lambdaserve keys revoke alice
+    """
+    with open_store(state_dir) as store:
+        revoked = store.revoke_key(_find_key(store, key).id)
+    if as_json:
+        print_json(revoked.to_dict())
+        return
+    out.print(
+        f"[green]✓[/] Revoked key [bold]{revoked.name}[/] (id {revoked.id}, {revoked.prefix}…): "
+        "requests with it now get 403 Forbidden."
+    )
+
+
+def _find_key(store: Store, ref: str) -> ApiKey:
+    # The store matches names too, and would revoke every active key of that name at once.
+    keys = store.api_keys()
+    by_id = next((k for k in keys if k.id == ref), None) or store.find_key(ref)
+    if by_id is not None:
+        if not by_id.enabled:
+            raise LambdaserveError(f"Key {by_id.id} ({by_id.name}) was revoked already, at {by_id.revoked}.")
+        return by_id
+    named = [k for k in keys if k.name == ref and k.enabled]
+    if len(named) > 1:
+        raise LambdaserveError(
+            f"{len(named)} active keys are named {ref!r}.",
+            f"Revoke one by its id: {', '.join(k.id for k in named)} (see lambdaserve keys list).",
+        )
+    if not named:
+        raise LambdaserveError(
+            f"No active API key {ref!r}.", "See the keys and their ids: lambdaserve keys list"
+        )
+    return named[0]
+
+
+def _default_plan(store: Store) -> Plan:
+    # API Gateway only accepts a key through a usage plan; ours makes an unlimited one.
+    try:
+        return store.plan(DEFAULT_PLAN)
+    except LambdaserveError:
+        return store.create_plan(DEFAULT_PLAN)
