@@ -28,25 +28,23 @@ from lambdaserve.execution.worker import ExecutionEnvironment
 NO_SAMPLE: Any = object()  # --sample not given (None is a valid JSON sample)
 
 
-def package_model(
+def check_model(
     model_path: Path,
     *,
-    output: Path | None = None,
     name: str | None = None,
     sample: Any = NO_SAMPLE,
     trust: bool = False,
     requirements: list[str] | None = None,
     env_mode: str = "auto",
     progress: Progress | None = None,
-) -> tuple[Manifest, Path]:
+) -> Manifest:
+    """Inspect, refuse if dangerous, load and smoke-test: the manifest of a checked model."""
     progress = progress or SilentProgress()
     if model_path.is_dir():
         raise LambdaserveError(
             f"{model_path} is a directory.", "Give the model file itself, e.g. model.pickle."
         )
     progress.step(f"Inspecting {model_path.name}")
-    # A bundle is named after its directory unless told otherwise: -o bundles/news -> "news".
-    name = name or (default_name(output) if output is not None else None)
     target = load_target(model_path, trust=trust, requirements=requirements, name=name)
     report = target.report
     if report is None:  # load_target always inspects a model file
@@ -59,7 +57,7 @@ def package_model(
         description = environment.describe()
         outputs = _smoke_test(environment, target.name, sample, description, progress)
 
-    manifest = Manifest(
+    return Manifest(
         name=target.name,
         format=report.format,
         model_file=model_path.name,
@@ -82,7 +80,33 @@ def package_model(
         scan={k: v for k, v in report.to_dict().items() if k in ("imports", "dangerous", "by_value")},
         warnings=report.warnings,
     )
-    destination = output or Path("bundles") / target.name
+
+
+def package_model(
+    model_path: Path,
+    *,
+    output: Path | None = None,
+    name: str | None = None,
+    sample: Any = NO_SAMPLE,
+    trust: bool = False,
+    requirements: list[str] | None = None,
+    env_mode: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[Manifest, Path]:
+    """``check_model``, then write the bundle directory (default ``bundles/NAME``)."""
+    progress = progress or SilentProgress()
+    # A bundle is named after its directory unless told otherwise: -o bundles/news -> "news".
+    name = name or (default_name(output) if output is not None else None)
+    manifest = check_model(
+        model_path,
+        name=name,
+        sample=sample,
+        trust=trust,
+        requirements=requirements,
+        env_mode=env_mode,
+        progress=progress,
+    )
+    destination = output or Path("bundles") / manifest.name
     write_bundle(destination, manifest, model_path)
     progress.step(f"Bundle written to {destination}")
     return manifest, destination

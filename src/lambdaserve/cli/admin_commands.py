@@ -12,20 +12,19 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from lambdaserve.bundle.manifest import read_manifest
-from lambdaserve.bundle.package import NO_SAMPLE, package_model
+from lambdaserve.bundle.package import NO_SAMPLE, check_model
 from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, parse_json_option, print_json, progress, warn
 from lambdaserve.cli.render import size_text
@@ -74,6 +73,13 @@ def require_model(store: Store, name: str) -> None:
         )
 
 
+def create_table(*columns: str, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=None)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
 def describe_alias(alias: Alias | None) -> str:
     if alias is None:
         return "nothing"
@@ -112,32 +118,30 @@ def push(
         lambdaserve promote iris 1 --stage prod
     """
     check_name(name)
-    with tempfile.TemporaryDirectory() as scratch:
-        if source.is_dir():
-            if sample is not None or trust or requirement or env != "auto":
-                warn("--sample, --trust, -r and --env apply to model files; a bundle is used as packaged.")
-            bundled = read_manifest(source)
-            manifest, model_file = bundled.to_dict(), source / bundled.model_file
-        elif source.is_file():
-            with progress() as reporter:
-                packaged, bundle = package_model(
-                    source,
-                    output=Path(scratch) / "bundle",
-                    name=name,
-                    sample=parse_json_option(sample, "--sample") if sample is not None else NO_SAMPLE,
-                    trust=trust,
-                    requirements=requirement or [],
-                    env_mode=env,
-                    progress=reporter,
-                )
-            manifest, model_file = packaged.to_dict(), bundle / packaged.model_file
-        else:
-            raise LambdaserveError(
-                f"{source} is not a model file or a bundle.",
-                "Give a model file such as model.pickle, or a directory made by lambdaserve package.",
+    if source.is_dir():
+        if sample is not None or trust or requirement or env != "auto":
+            warn("--sample, --trust, -r and --env apply to model files; a bundle is used as packaged.")
+        bundled = read_manifest(source)
+        manifest, model_file = bundled.to_dict(), source / bundled.model_file
+    elif source.is_file():
+        with progress() as reporter:
+            checked = check_model(
+                source,
+                name=name,
+                sample=parse_json_option(sample, "--sample") if sample is not None else NO_SAMPLE,
+                trust=trust,
+                requirements=requirement or [],
+                env_mode=env,
+                progress=reporter,
             )
-        with open_store(state_dir, create=True) as store:
-            record, created = store.add_version(name, manifest, model_file)
+        manifest, model_file = checked.to_dict(), source
+    else:
+        raise LambdaserveError(
+            f"{source} is not a model file or a bundle.",
+            "Give a model file such as model.pickle, or a directory made by lambdaserve package.",
+        )
+    with open_store(state_dir, create=True) as store:
+        record, created = store.add_version(name, manifest, model_file)
     if as_json:
         print_json({**record.to_dict(), "unchanged": not created})
     elif not created:
@@ -163,27 +167,25 @@ def list_models(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTI
         numbers = {name: [v.version for v in store.versions(name)] for name in store.models()}
         stages = {name: store.aliases(name) for name in numbers}
     if as_json:
-        listed = [
-            {
-                "name": name,
-                "versions": len(versions),
-                "latest": max(versions),
-                "stages": [a.to_dict() for a in stages[name]],
-            }
-            for name, versions in numbers.items()
-        ]
-        print_json({"models": listed})
+        print_json({"models": [_model_summary(n, v, stages[n]) for n, v in numbers.items()]})
         return
     if not numbers:
         out.print("No models yet. Push one: lambdaserve models push MODEL_FILE --name NAME")
         return
-    table = Table(box=None)
-    for column in ("model", "versions", "latest", "stages"):
-        table.add_column(column)
+    table = create_table("model", "versions", "latest", "stages")
     for name, versions in numbers.items():
         served = " · ".join(f"{a.stage} → {describe_alias(a)}" for a in stages[name])
         table.add_row(name, str(len(versions)), str(max(versions)), served or "[dim]none yet[/]")
     out.print(table)
+
+
+def _model_summary(name: str, versions: list[int], stages: list[Alias]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "versions": len(versions),
+        "latest": max(versions),
+        "stages": [a.to_dict() for a in stages],
+    }
 
 
 @handle_errors
@@ -203,26 +205,17 @@ def show_model(
         versions = store.versions(name)
         aliases = store.aliases(name)
     if as_json:
-        print_json(
-            {
-                "name": name,
-                "versions": [v.to_dict() for v in versions],
-                "stages": [a.to_dict() for a in aliases],
-            }
-        )
+        stages_json = [a.to_dict() for a in aliases]
+        print_json({"name": name, "versions": [v.to_dict() for v in versions], "stages": stages_json})
         return
-    table = Table(title=f"{name}: versions", title_justify="left", title_style="bold", box=None)
-    for column in ("version", "sha256", "size", "format", "created"):
-        table.add_column(column)
+    table = create_table("version", "sha256", "size", "format", "created", title=f"{name}: versions")
     for v in versions:
         size = v.manifest.get("size")
         table.add_row(
             str(v.version), f"{v.sha256[:12]}…", size_text(size) if size else "?", v.format, v.created
         )
     out.print(table)
-    stages = Table(title=f"{name}: stages", title_justify="left", title_style="bold", box=None)
-    for column in ("stage", "version", "canary", "updated"):
-        stages.add_column(column)
+    stages = create_table("stage", "version", "canary", "updated", title=f"{name}: stages")
     for a in aliases:
         canary = f"version {a.canary_version} at {a.canary_weight:g}%" if a.canary_version else "—"
         stages.add_row(a.stage, str(a.version), canary, a.updated)
@@ -312,21 +305,12 @@ def _show_stage_change(
     model: str, stage: str, before: Alias | None, after: Alias | None, changed: bool, as_json: bool
 ) -> None:
     if as_json:
-        print_json(
-            {
-                "model": model,
-                "stage": stage,
-                "before": before.to_dict() if before else None,
-                "after": after.to_dict() if after else None,
-                "changed": changed,
-            }
-        )
+        states = {"before": before.to_dict() if before else None, "after": after.to_dict() if after else None}
+        print_json({"model": model, "stage": stage, **states, "changed": changed})
     elif not changed:
         out.print(f"unchanged: stage {stage} of {model} already serves {describe_alias(after)}")
     elif after is None:
-        out.print(
-            f"{model} {stage}: {describe_alias(before)} → nothing (the stage is gone: it serves nothing)"
-        )
+        out.print(f"{model} {stage}: {describe_alias(before)} → nothing (the stage no longer exists)")
     else:
         out.print(f"{model} {stage}: {describe_alias(before)} → [bold]{describe_alias(after)}[/]")
 
@@ -363,22 +347,27 @@ def logs(
         raise _nothing_logged(model, path)
     if handle is None:
         err.print(f"{_nothing_logged(model, path).message} Waiting for lines…")
-    else:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        handle.seek(end)  # a half-written last line is printed once it is complete
-        raw = data[:end].split(b"\n")[:-1]
-        older = path.with_name(path.name + ".1")
-        if (count is None or len(raw) < count) and older.is_file():
-            raw = older.read_bytes().split(b"\n")[:-1] + raw  # just rotated: its lines are recent too
-        entries = _select([_parse(r) for r in raw], count, cutoff)
-        for stamp, line in entries:
-            _emit(stamp, line, as_json)
-    if follow:
-        deadline = time.monotonic() + max_seconds if max_seconds is not None else None
-        _follow(path, handle, as_json, deadline)
-    elif handle is not None:
-        handle.close()
+    try:
+        if handle is not None:
+            _print_recent(handle, path, count, cutoff, as_json)
+        if follow:
+            deadline = time.monotonic() + max_seconds if max_seconds is not None else None
+            _follow(path, handle, as_json, deadline)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _print_recent(handle: BinaryIO, path: Path, count: int | None, cutoff: str | None, as_json: bool) -> None:
+    data = handle.read()
+    end = data.rfind(b"\n") + 1
+    handle.seek(end)  # a half-written last line is printed once it is complete
+    raw = data[:end].split(b"\n")[:-1]
+    older = path.with_name(path.name + ".1")
+    if (count is None or len(raw) < count) and older.is_file():
+        raw = older.read_bytes().split(b"\n")[:-1] + raw  # just rotated: its lines are recent too
+    for stamp, line in _select([_parse(r) for r in raw], count, cutoff):
+        _emit(stamp, line, as_json)
 
 
 def _parse_since(text: str) -> str:
@@ -386,12 +375,9 @@ def _parse_since(text: str) -> str:
     if not match:
         raise LambdaserveError(f"--since {text!r} is not a duration.", "e.g. --since 30s, 10m, 2h or 1d.")
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    return _format_stamp(datetime.now(timezone.utc) - timedelta(seconds=seconds))
-
-
-def _format_stamp(moment: datetime) -> str:
-    # The log book's own format, so stamps compare as strings.
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    # The log book's own format, so that stamps compare as strings.
+    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse(raw: bytes) -> tuple[str | None, str]:

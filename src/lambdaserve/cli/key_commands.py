@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from lambdaserve.cli.admin_commands import open_store
+from lambdaserve.cli.admin_commands import create_table, open_store
 from lambdaserve.cli.bundle_commands import JSON_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.serve_command import STATE_OPTION
@@ -24,6 +24,7 @@ from lambdaserve.gateway.usage import period_start
 from lambdaserve.store import ApiKey, Plan, Store
 
 DEFAULT_PLAN = "default"
+_PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}
 
 
 # -- plans -----------------------------------------------------------------------------
@@ -63,7 +64,7 @@ def create_plan(
     if as_json:
         print_json(plan.to_dict())
         return
-    out.print(f"[green]✓[/] Plan [bold]{plan.name}[/] (id {plan.id}): {plan.describe()}.")
+    out.print(f"[green]✓[/] Plan [bold]{escape(plan.name)}[/] (id {plan.id}): {plan.describe()}.")
     out.print(f"  Give it a key: lambdaserve keys create --name NAME --plan {plan.name}")
 
 
@@ -85,13 +86,11 @@ def list_plans(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTIO
     if not plans:
         out.print("No usage plans yet. Make one: lambdaserve plans create NAME --rate 10 --burst 10")
         return
-    table = Table(box=None)
-    for column in ("plan", "id", "throttle", "quota", "keys"):
-        table.add_column(column)
+    table = create_table("plan", "id", "throttle", "quota", "keys")
     for p in plans:
         throttle = f"{p.rate:g}/s, burst {p.burst}" if p.rate is not None else "—"
         quota = f"{p.quota_limit}/{p.quota_period}" if p.quota_limit is not None else "—"
-        table.add_row(p.name, p.id, throttle, quota, str(counts[p.id]))
+        table.add_row(escape(p.name), p.id, throttle, quota, str(counts[p.id]))
     out.print(table)
 
 
@@ -124,7 +123,8 @@ def create_key(
         print_json({"id": key.id, "name": key.name, "plan": chosen.name, "value": value})
         return
     out.print(
-        f"[green]✓[/] Key [bold]{key.name}[/] (id {key.id}) in plan {chosen.name} ({chosen.describe()}):"
+        f"[green]✓[/] Key [bold]{escape(key.name)}[/] (id {key.id}) "
+        f"in plan {escape(chosen.name)} ({chosen.describe()}):"
     )
     out.print(f"  [bold]{value}[/]")
     out.print("  It will not be shown again: copy it now. Callers send it as the x-api-key header.")
@@ -165,16 +165,17 @@ def list_keys(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTION
     if not keys:
         out.print("No API keys yet. Make one: lambdaserve keys create --name NAME")
         return
-    table = Table(box=None)
-    for column in ("id", "name", "key", "plan", "state", "usage"):
-        table.add_column(column)
+    table = create_table("id", "name", "key", "plan", "state", "usage")
     for k in keys:
         plan = plans.get(k.plan_id or "")
-        state = "[green]enabled[/]" if k.enabled else f"[red]revoked[/] {k.revoked or ''}"
+        state = "[green]enabled[/]" if k.enabled else f"[red]revoked[/] {(k.revoked or '')[:10]}"
         usage = (
-            f"{used[k.id]} / {plan.quota_limit} this {plan.quota_period}" if plan and k.id in used else "—"
+            f"{used[k.id]} / {plan.quota_limit} {_PERIOD_NAMES.get(plan.quota_period or '')}"
+            if plan and k.id in used
+            else "—"
         )
-        table.add_row(k.id, k.name, f"{k.prefix}…", plan.name if plan else "—", state, usage)
+        plan_name = escape(plan.name) if plan else "—"
+        table.add_row(k.id, escape(k.name), f"{k.prefix}…", plan_name, state, usage)
     out.print(table)
 
 
@@ -196,7 +197,7 @@ def revoke_key(
         print_json(revoked.to_dict())
         return
     out.print(
-        f"[green]✓[/] Revoked key [bold]{revoked.name}[/] (id {revoked.id}, {revoked.prefix}…): "
+        f"[green]✓[/] Revoked key [bold]{escape(revoked.name)}[/] (id {revoked.id}, {revoked.prefix}…): "
         "requests with it now get 403 Forbidden."
     )
 
@@ -216,8 +217,9 @@ def _find_key(store: Store, ref: str) -> ApiKey:
             f"Revoke one by its id: {', '.join(k.id for k in named)} (see lambdaserve keys list).",
         )
     if not named:
+        revoked = "every key of that name is revoked" if any(k.name == ref for k in keys) else "no such key"
         raise LambdaserveError(
-            f"No active API key {ref!r}.", "See the keys and their ids: lambdaserve keys list"
+            f"No active API key {ref!r}: {revoked}.", "See the keys and their ids: lambdaserve keys list"
         )
     return named[0]
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
-from lambdaserve.bundle.package import NO_SAMPLE, package_model
+from lambdaserve.bundle.package import NO_SAMPLE, check_model
 from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
@@ -180,19 +179,16 @@ def _register(
         raise LambdaserveError(
             f"{model} is not a file or a bundle.", "Give a model file or a bundle directory."
         )
-    with progress() as reporter, tempfile.TemporaryDirectory() as scratch:
-        packaged, bundle = package_model(
+    with progress() as reporter:
+        checked = check_model(
             model,
-            output=Path(scratch) / "bundle",
             name=name or default_name(model),
             sample=NO_SAMPLE,
             trust=trust,
             env_mode=env,
             progress=reporter,
         )
-        return _publish(
-            store, packaged.name, packaged.to_dict(), bundle / packaged.model_file, stage, as_json
-        )
+    return _publish(store, checked.name, checked.to_dict(), model, stage, as_json)
 
 
 def _publish(

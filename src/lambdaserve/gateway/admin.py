@@ -56,6 +56,8 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
                 return response
             except LambdaserveError as exc:
                 return JSONResponse({"message": exc.message, "hint": exc.hint}, status_code=400)
+            except (KeyError, ValueError, TypeError) as exc:  # a field missing or of the wrong type
+                return JSONResponse({"message": f"Bad request: {exc!s}"}, status_code=400)
 
         return wrapper
 

@@ -184,6 +184,11 @@ class Store:
         self.version(model, version)
         if canary_version is not None:
             self.version(model, canary_version)
+            if canary_version == version:
+                raise LambdaserveError(
+                    f"Version {version} cannot be the canary of itself.",
+                    "Promote it fully instead (without --canary), or give another version.",
+                )
             if not 0 < canary_weight < 100:
                 raise LambdaserveError("A canary weight is a percentage between 0 and 100, exclusive.")
         else:
@@ -245,14 +250,11 @@ class Store:
         quota_limit: int | None = None,
         quota_period: str | None = None,
     ) -> Plan:
-        if (rate is None) != (burst is None):
-            raise LambdaserveError("A throttle needs both --rate and --burst.", "e.g. --rate 10 --burst 10")
-        if rate is not None and (rate <= 0 or burst is None or burst < 1):
-            raise LambdaserveError("--rate must be above 0 and --burst at least 1.")
-        if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
             raise LambdaserveError(
-                "A quota is a positive count per DAY, WEEK or MONTH.", "e.g. --quota 100/DAY"
+                f"{name!r} is not a valid plan name.", "Use letters, digits, '.', '-', '_'."
             )
+        check_limits(rate, burst, quota_limit, quota_period)
         plan = Plan(_random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now())
         try:
             with self.transaction() as db:
@@ -273,26 +275,21 @@ class Store:
         quota_period: str | None,
     ) -> Plan:
         """Change a plan's limits (as API Gateway's UpdateUsagePlan); keys keep their plan."""
+        check_limits(rate, burst, quota_limit, quota_period)
         current = self.plan(name)
-        checked = Plan(current.id, current.name, rate, burst, quota_limit, quota_period, current.created)
-        if (rate is None) != (burst is None) or (
-            quota_limit is not None and quota_period not in QUOTA_PERIODS
-        ):
-            raise LambdaserveError("A throttle needs --rate and --burst; a quota is COUNT/DAY|WEEK|MONTH.")
         with self.transaction() as db:
             db.execute(
                 "UPDATE plans SET rate = ?, burst = ?, quota_limit = ?, quota_period = ? WHERE id = ?",
                 (rate, burst, quota_limit, quota_period, current.id),
             )
-        return checked
+        return Plan(current.id, current.name, rate, burst, quota_limit, quota_period, current.created)
 
     def plans(self) -> list[Plan]:
         return [Plan(**dict(r)) for r in self.db.execute("SELECT * FROM plans ORDER BY created, name")]
 
     def plan(self, name_or_id: str) -> Plan:
-        row = self.db.execute(
-            "SELECT * FROM plans WHERE id = ? OR name = ?", (name_or_id, name_or_id)
-        ).fetchone()
+        row = self.db.execute("SELECT * FROM plans WHERE id = ?", (name_or_id,)).fetchone()
+        row = row or self.db.execute("SELECT * FROM plans WHERE name = ?", (name_or_id,)).fetchone()
         if row is None:
             raise LambdaserveError(
                 f"No usage plan {name_or_id!r}.",
@@ -316,16 +313,28 @@ class Store:
     def api_keys(self) -> list[ApiKey]:
         return [_key(r) for r in self.db.execute("SELECT * FROM keys ORDER BY created, name")]
 
-    def revoke_key(self, key_id: str) -> ApiKey:
+    def revoke_key(self, id_or_name: str) -> ApiKey:
+        """Revoke one key: by its id, or by its name when exactly one active key has it."""
+        key = self.resolve_key(id_or_name)
         with self.transaction() as db:
-            changed = db.execute(
-                "UPDATE keys SET enabled = 0, revoked = ? WHERE (id = ? OR name = ?) AND enabled = 1",
-                (now(), key_id, key_id),
-            ).rowcount
-        if not changed:
-            raise LambdaserveError(f"No active key {key_id!r}.", "See the keys with: lambdaserve keys list")
-        row = self.db.execute("SELECT * FROM keys WHERE id = ? OR name = ?", (key_id, key_id)).fetchone()
-        return _key(row)
+            db.execute("UPDATE keys SET enabled = 0, revoked = ? WHERE id = ?", (now(), key.id))
+        return _key(self.db.execute("SELECT * FROM keys WHERE id = ?", (key.id,)).fetchone())
+
+    def resolve_key(self, id_or_name: str) -> ApiKey:
+        row = self.db.execute("SELECT * FROM keys WHERE id = ? AND enabled = 1", (id_or_name,)).fetchone()
+        if row is not None:
+            return _key(row)
+        rows = self.db.execute("SELECT * FROM keys WHERE name = ? AND enabled = 1", (id_or_name,)).fetchall()
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows)
+            raise LambdaserveError(
+                f"{len(rows)} active keys are named {id_or_name!r} ({ids}).", "Name the key by its id."
+            )
+        if not rows:
+            raise LambdaserveError(
+                f"No active key {id_or_name!r}.", "See the keys with: lambdaserve keys list"
+            )
+        return _key(rows[0])
 
     def find_key(self, value: str) -> ApiKey | None:
         row = self.db.execute("SELECT * FROM keys WHERE hash = ?", (hash_key(value),)).fetchone()
@@ -362,6 +371,18 @@ class Store:
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token, True
+
+
+def check_limits(
+    rate: float | None, burst: int | None, quota_limit: int | None, quota_period: str | None
+) -> None:
+    """A usage plan's throttle and quota, as API Gateway accepts them."""
+    if (rate is None) != (burst is None):
+        raise LambdaserveError("A throttle needs both --rate and --burst.", "e.g. --rate 10 --burst 10")
+    if rate is not None and (rate <= 0 or burst is None or burst < 1):
+        raise LambdaserveError("--rate must be above 0 and --burst at least 1.")
+    if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
+        raise LambdaserveError("A quota is a positive count per DAY, WEEK or MONTH.", "e.g. --quota 100/DAY")
 
 
 def check_stage(stage: str) -> str:
