@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 from lambdaserve import __version__
-from lambdaserve.cli import admin_commands, bundle_commands, invoke_command, key_commands, serve_command
+from lambdaserve.cli import (
+    admin_commands,
+    bundle_commands,
+    invoke_command,
+    key_commands,
+    log_command,
+    serve_command,
+)
 
 app = typer.Typer(
     name="lambdaserve",
@@ -44,7 +51,7 @@ app.command("invoke")(invoke_command.invoke)
 app.command("serve")(serve_command.serve)
 app.command("promote")(admin_commands.promote)
 app.command("rollback")(admin_commands.rollback)
-app.command("logs")(admin_commands.logs)
+app.command("logs")(log_command.logs)
 
 
 def _group(help_text: str) -> typer.Typer:
