@@ -39,7 +39,7 @@ STOP_TIMEOUT_S = 15.0
 T = TypeVar("T")
 
 # A plain Lambda handler, as a user writes one. What it does depends on the JSON body.
-TOOLS_HANDLER = '''
+TOOLS_HANDLER = """
 import json
 import os
 import time
@@ -66,13 +66,14 @@ def handler(event, context):
         "path": event["path"],
         "httpMethod": event["httpMethod"],
         "pathParameters": event["pathParameters"],
+        "query": event["queryStringParameters"],
         "stagePath": event["requestContext"]["path"],
         "stage": event["requestContext"]["stage"],
         "body": body,
     }
     print("tools handled", context.aws_request_id)
     return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(seen)}
-'''
+"""
 
 
 def write_tools_handler(directory: Path) -> Path:
@@ -87,29 +88,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def descendants(pid: int) -> list[int]:
-    """Every living process below ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, ...]; [] when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every living process below ``pid``, with its start time (to tell a reused PID apart)."""
+    stats = {int(e.name): _stat(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit()}
+    found: dict[int, str] = {}
+    frontier = [pid]
     while frontier:
         parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found += children
+        children = [child for child, stat in stats.items() if len(stat) > 19 and stat[1] == str(parent)]
+        found.update({child: stats[child][19] for child in children})
         frontier += children
     return found
 
 
-def is_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+def is_alive(pid: int, started: str) -> bool:
+    """Whether the process that had this PID and start time still runs."""
+    stat = _stat(pid)
+    return len(stat) > 19 and stat[19] == started and stat[0] not in ("Z", "X")
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, interval_s: float = 0.05) -> T:
@@ -131,16 +134,18 @@ class Served:
     process: subprocess.Popen[bytes]
     info: dict[str, Any]
     state_dir: Path
-    output: Path
+    errors: Path  # the server's stderr
     api_key: str = ""
     admin_token: str = ""
-    known_children: set[int] = field(default_factory=set)
+    known_children: dict[int, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
         return str(self.info["base"])
 
-    def post(self, path: str, body: bytes | str, key: str | None = None, timeout: float = 30.0) -> httpx.Response:
+    def post(
+        self, path: str, body: bytes | str, key: str | None = None, timeout: float = 30.0
+    ) -> httpx.Response:
         headers = {"x-api-key": self.api_key if key is None else key} if key != "" else {}
         return httpx.post(self.base + path, content=body, headers=headers, timeout=timeout)
 
@@ -150,7 +155,7 @@ class Served:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.known_children |= set(descendants(self.process.pid))
+            self.known_children.update(descendants(self.process.pid))
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(STOP_TIMEOUT_S)
@@ -161,42 +166,61 @@ class Served:
     def kill9(self) -> None:
         """``kill -9`` the server, as a crash would."""
         if self.process.poll() is None:
-            self.known_children |= set(descendants(self.process.pid))
+            self.known_children.update(descendants(self.process.pid))
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(STOP_TIMEOUT_S)
         self._reap_children()
 
     def _reap_children(self) -> None:
         # Environments exit once the gateway's socket closes; give them a moment, then insist.
+        def alive() -> list[int]:
+            return [pid for pid, started in self.known_children.items() if is_alive(pid, started)]
+
         deadline = time.monotonic() + 5.0
-        while any(is_alive(pid) for pid in self.known_children) and time.monotonic() < deadline:
+        while alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in self.known_children:
-            if is_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        for pid in alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
-def start_server(state_dir: Path, *args: str, cwd: Path | None = None) -> Served:
-    """``lambdaserve serve --json`` on a free port; returns once it listens."""
-    port = free_port()
-    output = state_dir.parent / f"serve-{port}.out"
-    errors = state_dir.parent / f"serve-{port}.err"
-    command = [str(LAMBDASERVE), "serve", "--state-dir", str(state_dir), "--port", str(port), "--json", *args]
-    with output.open("wb") as stdout, errors.open("wb") as stderr:
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not output.read_text().endswith("\n"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-                process.wait(STOP_TIMEOUT_S)
+def start_server(state_dir: Path, *args: str, cwd: Path | None = None, attempts: int = 3) -> Served:
+    """``lambdaserve serve --json`` on a free port; returns once it listens.
+
+    Another process may take the port between our choosing it and the server binding it; then
+    the server exits saying so, and another port is tried. The failed attempt made the key it
+    announces no more, so a new one is made on the same default plan.
+    """
+    replacement = ""
+    for attempt in range(attempts):
+        port = free_port()
+        output = state_dir.parent / f"serve-{port}.out"
+        errors = state_dir.parent / f"serve-{port}.err"
+        command = [str(LAMBDASERVE), "serve", "--state-dir", str(state_dir), "--port", str(port), "--json"]
+        with output.open("wb") as stdout, errors.open("wb") as stderr:
+            process = subprocess.Popen(
+                [*command, *args], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (
+            not output.read_text().endswith("\n") and process.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        if output.read_text().endswith("\n"):
+            break
+        if process.poll() is None:
+            process.kill()
+        process.wait(STOP_TIMEOUT_S)
+        if "Cannot listen on" not in errors.read_text() or attempt == attempts - 1:
             raise AssertionError(f"lambdaserve serve did not start: {errors.read_text()}")
-        time.sleep(0.05)
+        if "--no-api-key" not in args:
+            store = Store(state_dir)
+            replacement = store.create_key("retried", "default")[1]
+            store.close()
     info = json.loads(output.read_text().splitlines()[0])
     served = Served(process, info, state_dir, errors)
-    served.api_key = str(info.get("api_key", ""))
-    served.admin_token = str(info.get("admin_token", ""))
+    served.admin_token = (state_dir / "admin-token").read_text().strip()
+    served.api_key = str(info.get("api_key", "")) or replacement
     return served
 
 
@@ -245,10 +269,26 @@ def run_gateway(
         try:
             return await scenario(gateway)
         finally:
+            templates = [f.template.process for f in gateway.functions.values() if f.template is not None]
             await gateway.close()
+            # Gateway.close kills the templates without waiting for them: wait here, so their
+            # transports are closed before the loop is (else ResourceWarning: unclosed transport).
+            for process in templates:
+                if process is not None:
+                    await _reaped(process)
             store.close()
 
     return asyncio.run(main())
+
+
+async def _reaped(process: asyncio.subprocess.Process) -> None:
+    """Wait until a killed template has exited and its output pipe (shared with the
+    environments forked from it) is at its end, so that asyncio closes its transport."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while process.stdout is not None and not process.stdout.at_eof() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def predict(path: str, body: str, key: str | None = None) -> Request:

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from gateway_support import Served, ServerPool, body_of, predict, run_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -113,7 +114,9 @@ def test_predict_proba_answers_one_probability_object_per_instance(contract: Con
         ("/test/iris/predict", "[[1.0, 2.0]]", 422),
     ],
 )
-def test_the_handlers_client_errors_pass_through(contract: Contract, path: str, body: str, status: int) -> None:
+def test_the_handlers_client_errors_pass_through(
+    contract: Contract, path: str, body: str, status: int
+) -> None:
     # WHEN the body is not JSON, or not a shape the model takes
     response = contract.served.post(path, body)
     # THEN the handler's own status and {"error": ...} reach the caller unchanged
@@ -145,11 +148,6 @@ def test_an_unknown_route_is_missing_authentication_token(contract: Contract, me
     assert_request_id(response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: core.py Gateway._handle checks predict_proba support (line ~199) after the API key "
-    "and the usage plan, so an unknown route without a key answers 403 Forbidden",
-)
 def test_predict_proba_on_a_model_without_it_is_unknown_even_without_a_key(contract: Contract) -> None:
     # GIVEN a route that does not exist: sizes has no predict_proba
     # WHEN it is called without a key
@@ -244,27 +242,37 @@ def test_the_root_redirects_to_the_console(contract: Contract) -> None:
 
 def test_health_says_ok(contract: Contract) -> None:
     response = httpx.get(contract.served.base + "/_/health")
-    assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert (response.status_code, response.json()["status"]) == (200, "ok")
 
 
-def test_metrics_need_the_admin_token_and_count_requests(contract: Contract) -> None:
-    # GIVEN some traffic
+@pytest.mark.parametrize("path", ["/", "/_/health", "/_/metrics", "/_/openapi.json"])
+def test_lambdaserves_own_paths_carry_a_request_id_too(contract: Contract, path: str) -> None:
+    assert_request_id(httpx.get(contract.served.base + path))
+
+
+def test_metrics_need_the_admin_token_and_count_requests_throttles_and_cold_starts(
+    contract: Contract,
+) -> None:
+    # GIVEN some traffic, some of it throttled
     assert contract.served.post("/test/topics/predict", ORBIT).status_code == 200
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: contract.served.post("/test/tools", "1", key=contract.tight_key), range(2)))
     url = contract.served.base + "/_/metrics"
     # THEN metrics are refused without the admin token, or with a wrong one
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    # AND with it they count the requests by model, stage, version and status
+    # AND with it they count requests, refusals and cold starts by model, stage and version
     response = httpx.get(url, headers={"Authorization": f"Bearer {contract.served.admin_token}"})
     assert response.status_code == 200
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-    ok = ("lambdaserve_requests_total", (("model", "topics"), ("stage", "test"), ("status", "200"), ("version", "1")))
-    assert samples[ok] >= 1
+    families = list(text_string_to_metric_families(response.text))
+
+    def value(name: str, **labels: str) -> float:
+        return next(s.value for f in families for s in f.samples if s.name == name and s.labels == labels)
+
+    assert value("lambdaserve_requests_total", model="topics", stage="test", version="1", status="200") >= 1
+    assert value("lambdaserve_throttled_requests_total", model="tools", stage="test", reason="throttle") >= 1
+    assert value("lambdaserve_cold_starts_total", model="topics", version="1", kind="init") == 1
+    assert value("lambdaserve_environments", model="topics", version="1", state="total") >= 1
 
 
 def test_openapi_lists_every_served_prediction_route(contract: Contract) -> None:
@@ -311,6 +319,17 @@ def test_boto3_sees_a_crash_as_an_unhandled_function_error(contract: Contract) -
     )
     assert (result["StatusCode"], result["FunctionError"]) == (200, "Unhandled")
     assert json.loads(result["Payload"].read())["errorType"] == "Runtime.ExitError"
+
+
+def test_boto3_invoking_with_a_payload_over_6_mb_gets_request_entity_too_large(contract: Contract) -> None:
+    # Lambda answers 413 RequestEntityTooLargeException, a code botocore's model does not name
+    with pytest.raises(ClientError) as raised:
+        lambda_client(contract.served.base).invoke(
+            FunctionName="topics", Payload=json.dumps({"body": ["w" * 1024] * 7 * 1024})
+        )
+    error = raised.value.response
+    assert error["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
 @pytest.mark.parametrize(("name", "qualifier"), [("nothing", "test"), ("topics", "prod"), ("topics", "9")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -66,7 +67,7 @@ def create_app(gateway: Gateway, admin_token: str, *, on_ready: Callable[[], Non
             return
         path: str = scope["path"]
         if path.startswith(("/_/", "/2015-03-31/")) or path in ("/", "/_"):
-            await admin(scope, receive, send)
+            await admin(scope, receive, _with_request_id(send))
             return
         body = bytearray()
         while True:
@@ -97,3 +98,17 @@ def create_app(gateway: Gateway, admin_token: str, *, on_ready: Callable[[], Non
         await send({"type": "http.response.body", "body": response.body})
 
     return app
+
+
+def _with_request_id(send: Send) -> Send:
+    """Every response carries x-amzn-RequestId, as API Gateway's do (unless it has one)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or [])
+            if not any(name.lower() == b"x-amzn-requestid" for name, _ in headers):
+                headers.append((b"x-amzn-requestid", str(uuid.uuid4()).encode()))
+            message["headers"] = headers
+        await send(message)
+
+    return sending

@@ -201,8 +201,6 @@ class Gateway:
         version = self._version_for(name, stage)
         labels[2] = version
         function = await self.function(name, version)
-        if route == "predict_proba" and not self._has_proba(name, version):
-            raise MissingAuthenticationToken()
         event = self._event(request, request_id, stage, name, route, resource, key)
         if len(request.body) + 2048 > MAX_PAYLOAD_BYTES and len(json.dumps(event)) > MAX_PAYLOAD_BYTES:
             raise RequestTooLong()
@@ -226,7 +224,10 @@ class Gateway:
         if request.method != "POST" or len(parts) != 3 or parts[2] not in ROUTES:
             raise MissingAuthenticationToken()
         stage, name, route = parts
-        if (name, stage) not in self.catalog.aliases:
+        alias = self.catalog.aliases.get((name, stage))
+        # /predict_proba exists only where the stage's model has it, as a resource
+        # exists only where it was deployed; either way, before any key is looked at.
+        if alias is None or (route == "predict_proba" and not self._has_proba(name, str(alias.version))):
             raise MissingAuthenticationToken()
         return stage, name, route, f"/{name}/{route}"
 

@@ -174,6 +174,7 @@ class Template:
         self.forks = 0
         self.init_logs: list[str] = []
         self.stderr_lines: asyncio.Queue[str] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float) -> float:
         arrival = self.server.expect(self.id)
@@ -189,7 +190,7 @@ class Template:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        asyncio.get_running_loop().create_task(self._pump_output())
+        self._pump = asyncio.get_running_loop().create_task(self._pump_output())
         exited: asyncio.Future[Any] = asyncio.ensure_future(self.process.wait())
         waiting: set[asyncio.Future[Any]] = {arrival, exited}
         done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
@@ -237,6 +238,16 @@ class Template:
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+
+    async def stop(self) -> None:
+        """Kill the template and wait for it and its output, so nothing is left open."""
+        self.close()
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await self.process.wait()
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._pump, 2.0)
 
     async def _discard(self, reader: asyncio.StreamReader) -> None:
         while await read_frame(reader) is not None:  # "forked" acknowledgements

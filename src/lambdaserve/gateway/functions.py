@@ -174,14 +174,18 @@ class Function:
                     )
                 )
         self.queue.clear()
-        for env in list(self.environments):
+        stopping = list(self.environments)
+        for env in stopping:
             env.kill()
         self.environments.clear()
         self.idle.clear()
-        if self.template is not None:
-            self.template.close()
         for task in list(self._tasks):
             task.cancel()
+        if self.template is not None:
+            await self.template.stop()
+        for env in stopping:
+            if isinstance(env, RuntimeAPIEnvironment):
+                await env.stop()  # our own child process: wait for it
         self._update_gauges()
 
     # -- scheduling --------------------------------------------------------------------

@@ -137,6 +137,15 @@ class RuntimeAPIEnvironment:
         if self._result is not None and not self._result.done():
             self._result.cancel()
 
+    async def stop(self) -> None:
+        self.kill()
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await self.process.wait()
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._pump, 2.0)
+
     def rss_kib(self) -> int:
         return proc_status_kib(self.pid, "VmRSS")
 
