@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -121,6 +124,7 @@ def serve(
         handlers=handlers,
         domain_name=f"{host}:{port}",
         warm=served,
+        on_event=_event_printer(as_json),
     )
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     routes = [(n, stage) for n, _ in served] or [(a.model, a.stage) for a in store.aliases()]
@@ -223,3 +227,24 @@ def _default_plan(store: Store, rate: float | None, burst: int | None, quota: st
     ) != (rate, burst, limit, period):
         return store.update_plan("default", rate, burst, limit, period)
     return plan
+
+
+def _event_printer(as_json: bool) -> Callable[[dict[str, Any]], None]:
+    """serve's own log lines: INIT done or failed, environments killed and why."""
+
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            print_json({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **event})
+            return
+        where = f"{event['model']} v{event['version']}"
+        if event["event"] == "init":
+            err.print(f"[cyan]•[/] {where}: INIT done in {event['initMs']:.0f} ms")
+        elif event["event"] == "init_error":
+            err.print(f"[red]✗[/] {where}: INIT failed: {event['errorType']}: {event['errorMessage']}")
+        elif event["event"] == "environment_killed":
+            err.print(
+                f"[yellow]![/] {where}: an execution environment was killed ({event['reason']}); "
+                f"{event['requests']} request(s) answered 502"
+            )
+
+    return show

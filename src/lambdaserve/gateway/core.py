@@ -74,6 +74,7 @@ class GatewaySettings:
     handlers: list[HandlerSpec] = field(default_factory=list)
     domain_name: str = "127.0.0.1"
     warm: list[tuple[str, str]] = field(default_factory=list)  # (name, version) to INIT at start
+    on_event: Callable[[dict[str, Any]], None] | None = None  # lifecycle events, for serve's output
 
 
 class Catalog:
@@ -319,7 +320,16 @@ class Gateway:
             }
             cwd = None
         function = Function(
-            name, version, python, env, self.settings.function, self.server, self.logs, self.metrics, cwd
+            name,
+            version,
+            python,
+            env,
+            self.settings.function,
+            self.server,
+            self.logs,
+            self.metrics,
+            cwd,
+            notify=self.settings.on_event,
         )
         self.functions[(name, version)] = function
         return function

@@ -28,6 +28,7 @@ import collections
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,10 @@ class Function:
         logs: LogBook,
         metrics: Metrics,
         cwd: str | None = None,
+        notify: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.name = name
+        self.notify = notify or (lambda _event: None)
         self.version = version
         self.settings = settings
         self.server = server
@@ -229,8 +232,14 @@ class Function:
             except InitFailed as failure:
                 self._init_failure = (time.monotonic(), failure)
                 self.logs.write(self.name, [*failure.logs, *_init_error_lines(failure.error)])
+                self._tell(
+                    "init_error",
+                    errorType=failure.error.get("errorType"),
+                    errorMessage=failure.error.get("errorMessage"),
+                )
                 raise
             self._init_failure = None
+            self._tell("init", initMs=round(init_ms, 2))
             self.template = template
             self.logs.write(self.name, template.init_logs)
             self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
@@ -332,6 +341,7 @@ class Function:
         except EnvironmentLost:
             env.kill()
             reason = env.killed_for or "crash"
+            self._tell("environment_killed", reason=reason, requests=len(batch))
             duration = (time.perf_counter() - started) * 1000
             memory = self.settings.memory_mb if reason == "memory" else env.rss_kib() // 1024
             outcomes = [
@@ -412,6 +422,9 @@ class Function:
                 if env.busy and env.rss_kib() > limit:
                     env.kill("memory")
             await asyncio.sleep(_WATCH_S)
+
+    def _tell(self, event: str, **fields: Any) -> None:
+        self.notify({"event": event, "model": self.name, "version": self.version, **fields})
 
     def _update_gauges(self) -> None:
         busy = sum(1 for env in self.environments if env.busy)
