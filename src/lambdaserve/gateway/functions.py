@@ -56,7 +56,7 @@ class FunctionSettings:
     timeout_s: float = 10.0
     reserved: int | None = None  # reserved concurrency: a hard cap; beyond it Lambda throttles
     provisioned: int = 0  # environments kept initialised, never reaped
-    max_environments: int = field(default_factory=lambda: os.cpu_count() or 2)  # local cap otherwise
+    max_environments: int = field(default_factory=lambda: usable_cores())  # the local cap otherwise
     idle_s: float = 300.0
     mode: str = "batch"
     max_batch: int = 64
@@ -436,6 +436,14 @@ class Function:
             while True:
                 line = await template.stderr_lines.get()
                 self.logs.write(self.name, [line])
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 2
 
 
 def _single_threaded() -> dict[str, str]:
