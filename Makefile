@@ -56,7 +56,11 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
+# The server benchmarks drive load with wrk (Debian/Ubuntu package; sudo only when not root).
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { \
+	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 	$(BIN)/python -m pytest benchmarks -m perf -p no:cacheprovider -s
 
 clean:

@@ -1,13 +1,13 @@
-"""Helpers for benchmarks that put a real server under load (not a test module).
+"""The servers under test, seen from outside (not a test module).
 
 What it offers: start ``lambdaserve serve`` or the Flask baseline on a free port, time a
-launch to its first successful prediction, drive ``wrk`` with real request bodies and
-parse what it prints, read the memory of a server's whole process tree, and time
-``model.predict`` in process (the limit every server is compared with).
+launch to its first successful prediction, stop a server with its whole process tree,
+and read what that tree holds: memory (PSS, RSS, USS) and CPU time per process, plus the
+Lambda log lambdaserve keeps per model. Load itself is in ``loadtest.py``.
 
-Constraints: every wait is bounded and every load stops by itself; traffic stays on
-loopback; a server is stopped through the PID this module started (SIGTERM, then
-SIGKILL), and any of its descendants still alive after that are killed by PID too.
+Constraints: every wait is bounded; traffic stays on loopback; a server is stopped
+through the PID this module started (SIGTERM, then SIGKILL), and any of its descendants
+still alive after that are killed by PID too.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import math
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +31,6 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-LUA_SCRIPT = BENCHMARKS / "post_bodies.lua"
 HOST = "127.0.0.1"
 POLL_S = 0.01  # how often a launching server is asked for its first prediction
 
@@ -256,121 +252,52 @@ def start(server: Server, body: bytes, timeout_s: float = 120.0) -> Server:
     return server
 
 
-# -- load: wrk ---------------------------------------------------------------------------
-def request_bodies(posts: Sequence[str], per_request: int) -> list[list[str]]:
-    """Consecutive groups of ``per_request`` posts, wrapping round: every post once or so."""
-    count = math.ceil(len(posts) / per_request)
-    return [
-        [posts[(start * per_request + k) % len(posts)] for k in range(per_request)] for start in range(count)
-    ]
+# -- CPU -------------------------------------------------------------------------------
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of ``pid`` and each live descendant."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+            used[member] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
 
 
-def write_bodies(posts: Sequence[str], per_request: int, path: Path) -> Path:
-    """One JSON array per line (json.dumps escapes newlines), as post_bodies.lua reads them."""
-    path.write_text("".join(json.dumps(body) + "\n" for body in request_bodies(posts, per_request)))
-    return path
+# -- inside lambdaserve: its Lambda log ----------------------------------------------------
+def lambda_log(server: Server) -> Path:
+    """The log lambdaserve keeps per model (START / handler line / END / REPORT)."""
+    return Path(server.info["state_dir"]) / "logs" / f"{server.info['model']}.log"
 
 
-@dataclass
-class LoadResult:
-    """What wrk reports for one run; latencies in milliseconds."""
-
-    url: str
-    connections: int
-    seconds: float
-    requests: int
-    requests_per_s: float
-    p50_ms: float
-    p75_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-    non_2xx: int
-    socket_errors: dict[str, int]
-    output: str = ""
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + sum(self.socket_errors.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def log_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
 
 
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_TIME = r"([\d.]+)(us|ms|s|m|h)"
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * _UNITS_MS[unit]
-
-
-def parse_wrk(output: str, url: str = "", connections: int = 0, seconds: float = 0.0) -> LoadResult:
-    """Parse ``wrk --latency`` output (wrk 4.x)."""
-
-    def find(pattern: str) -> re.Match[str]:
-        match = re.search(pattern, output, re.MULTILINE)
-        if match is None:
-            raise ValueError(f"wrk output has no {pattern!r}:\n{output}")
-        return match
-
-    percentiles = {
-        p: _ms(*find(rf"^\s+{p}%\s+{_TIME}\s*$").groups()) for p in ("50", "75", "90", "99")
+def invocation_medians(path: Path, offset: int, settle_s: float = 1.0) -> dict[str, float]:
+    """Medians over the requests logged after ``offset``: REPORT's Duration (the whole
+    invocation inside the environment), the handler's predictMs (the model call alone),
+    and how many requests shared that model call. The gateway writes its log every half
+    second, hence ``settle_s``."""
+    time.sleep(settle_s)
+    with path.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    durations = [float(d) for d in re.findall(r"\tDuration: ([\d.]+) ms", text)]
+    predict, shared = [], []
+    for line in text.splitlines():
+        if '"predictMs"' in line:
+            record = json.loads(line.partition("\t")[2])
+            predict.append(float(record["predictMs"]))
+            shared.append(int(record.get("batchedWith", 1)))
+    if not durations or not predict:
+        return {}
+    return {
+        "requests": len(predict),
+        "duration_ms": statistics.median(durations),
+        "predict_ms": statistics.median(predict),
+        "requests_per_model_call": statistics.median(shared),
     }
-    latency = find(rf"^\s+Latency\s+{_TIME}\s+{_TIME}\s+{_TIME}")
-    socket_errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if errors:
-        socket_errors = dict(zip(socket_errors, map(int, errors.groups()), strict=True))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return LoadResult(
-        url=url,
-        connections=connections,
-        seconds=seconds,
-        requests=int(find(r"^\s+(\d+) requests in")[1]),
-        requests_per_s=float(find(r"^Requests/sec:\s+([\d.]+)")[1]),
-        p50_ms=percentiles["50"],
-        p75_ms=percentiles["75"],
-        p90_ms=percentiles["90"],
-        p99_ms=percentiles["99"],
-        mean_ms=_ms(*latency.groups()[0:2]),
-        max_ms=_ms(*latency.groups()[4:6]),
-        non_2xx=int(non_2xx[1]) if non_2xx else 0,
-        socket_errors=socket_errors,
-        output=output,
-    )
-
-
-def wrk_path() -> str:
-    found = shutil.which("wrk")
-    if found is None:
-        raise ServerFailed("wrk is not installed: make bench installs it (apt-get install wrk).")
-    return found
-
-
-def run_wrk(url: str, bodies: Path, connections: int, seconds: float, threads: int = 1) -> LoadResult:
-    """A bounded load: ``connections`` keep-alive connections for ``seconds``, cycling ``bodies``.
-
-    One wrk thread by default: on a 2-core machine the load generator competes with the
-    server for CPU, and one thread drives thousands of requests per second.
-    """
-    command = [
-        wrk_path(),
-        f"--threads={threads}",
-        f"--connections={connections}",
-        f"--duration={max(1, round(seconds))}s",
-        "--timeout=10s",
-        "--latency",
-        f"--script={LUA_SCRIPT}",
-        url,
-        "--",
-        str(bodies),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise ServerFailed(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout, url, connections, seconds)
 
 
 # -- memory ------------------------------------------------------------------------------
@@ -406,56 +333,3 @@ def process_memory(pid: int) -> ProcessMemory | None:
 def tree_memory(pid: int) -> list[ProcessMemory]:
     """Memory of ``pid`` and every descendant (PSS sums to what the whole tree really holds)."""
     return [m for p in sorted(process_tree(pid)) if (m := process_memory(p)) is not None]
-
-
-# -- the in-process limit ----------------------------------------------------------------
-def median_predict_ms(model: Any, posts: Sequence[str], rounds: int = 3) -> float:
-    """Median of ``model.predict([post])`` over the posts, ``rounds`` times each."""
-    timings = []
-    for _ in range(rounds):
-        for post in posts:
-            started = time.perf_counter()
-            model.predict([post])
-            timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
-
-
-def per_post_in_batches_ms(model: Any, posts: Sequence[str], size: int, rounds: int = 3) -> float:
-    """Median over batches of ``size`` posts of the time of one ``predict`` call, per post."""
-    timings = []
-    for _ in range(rounds):
-        for batch in request_bodies(posts, size):
-            started = time.perf_counter()
-            model.predict(batch)
-            timings.append((time.perf_counter() - started) * 1000 / size)
-    return statistics.median(timings)
-
-
-# -- the machine -------------------------------------------------------------------------
-def machine() -> dict[str, Any]:
-    import platform
-
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    memory_kib = 0
-    with contextlib.suppress(OSError, ValueError):
-        memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    versions = {}
-    for name in ("sklearn", "numpy", "flask", "gunicorn", "uvicorn", "lambdaserve"):
-        with contextlib.suppress(ImportError):
-            versions[name] = str(getattr(__import__(name), "__version__", "?"))
-    wrk = subprocess.run([wrk_path(), "--version"], capture_output=True, text=True, check=False)
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "cpu": cpu or platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory_kib / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "?",
-        **versions,
-    }
