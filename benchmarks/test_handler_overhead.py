@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.events import rest_proxy_event
 from lambdaserve.execution.worker import ExecutionEnvironment
 from lambdaserve.runtime import models
+from lambdaserve.runtime.apigw import rest_proxy_event
 from lambdaserve.runtime.handler import PredictionService
 
 pytestmark = pytest.mark.perf

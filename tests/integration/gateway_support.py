@@ -269,26 +269,10 @@ def run_gateway(
         try:
             return await scenario(gateway)
         finally:
-            templates = [f.template.process for f in gateway.functions.values() if f.template is not None]
-            await gateway.close()
-            # Gateway.close kills the templates without waiting for them: wait here, so their
-            # transports are closed before the loop is (else ResourceWarning: unclosed transport).
-            for process in templates:
-                if process is not None:
-                    await _reaped(process)
+            await gateway.close()  # stops every function, waiting for the processes it kills
             store.close()
 
     return asyncio.run(main())
-
-
-async def _reaped(process: asyncio.subprocess.Process) -> None:
-    """Wait until a killed template has exited and its output pipe (shared with the
-    environments forked from it) is at its end, so that asyncio closes its transport."""
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while process.stdout is not None and not process.stdout.at_eof() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
 
 
 def predict(path: str, body: str, key: str | None = None) -> Request:

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lambdaserve.execution.events import rest_proxy_event
+from lambdaserve.runtime.apigw import rest_proxy_event
 from lambdaserve.runtime.errors import ModelLoadError
 from lambdaserve.runtime.handler import PredictionService
 

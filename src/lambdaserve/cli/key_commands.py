@@ -19,9 +19,9 @@ from lambdaserve.cli.bundle_commands import JSON_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.serve_command import STATE_OPTION
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.gateway.admin import parse_quota
 from lambdaserve.gateway.usage import period_start
 from lambdaserve.store import ApiKey, Plan, Store
+from lambdaserve.store.records import parse_quota
 
 DEFAULT_PLAN = "default"
 _PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}

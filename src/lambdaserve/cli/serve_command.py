@@ -16,10 +16,8 @@ from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, TRUST_OPTIO
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.execution.target import check_name, default_name
-from lambdaserve.gateway.admin import parse_quota
-from lambdaserve.gateway.core import GatewaySettings, HandlerSpec
-from lambdaserve.gateway.functions import MODES, FunctionSettings
 from lambdaserve.store import Plan, Store
+from lambdaserve.store.records import parse_quota
 from lambdaserve.store.store import check_stage
 
 STATE_OPTION = typer.Option(
@@ -77,6 +75,10 @@ def serve(
 
         curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
     """
+    from lambdaserve.gateway.core import Gateway, GatewaySettings, HandlerSpec  # only when serving
+    from lambdaserve.gateway.functions import MODES, FunctionSettings
+    from lambdaserve.gateway.listen import bind
+
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")
     if runtime not in ("default", "awslambdaric"):
@@ -84,7 +86,7 @@ def serve(
     check_stage(stage)
     store = Store(state_dir)
     served: list[tuple[str, str]] = []
-    handlers: list[HandlerSpec] = []
+    handlers: list[Any] = []
     if handler:
         function_name = check_name(name or handler.rpartition(".")[0].rpartition(".")[2] or "handler")
         handlers.append(HandlerSpec(function_name, handler, str(Path.cwd())))
@@ -165,9 +167,12 @@ def serve(
         out.print(f"  Docs: {base}/_/docs   Logs: lambdaserve logs {first_name} --follow")
         sys.stdout.flush()
 
-    from lambdaserve.gateway.server import run_server
+    sock = bind(host, port)  # a busy port is an error before anything starts
+    gateway = Gateway(store, settings)
+    gateway.prepare()  # INIT of the served versions starts now, in parallel with what follows
+    from lambdaserve.gateway.server import run_server  # uvicorn: imported while INIT runs
 
-    run_server(store, settings, host, port, token, announce)
+    run_server(gateway, sock, token, announce)
 
 
 def _register(

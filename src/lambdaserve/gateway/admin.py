@@ -32,7 +32,7 @@ from lambdaserve.errors import LambdaserveError
 from lambdaserve.gateway.core import Gateway
 from lambdaserve.gateway.invoke_api import invoke_function
 from lambdaserve.gateway.openapi import docs_page, openapi_spec
-from lambdaserve.store.records import QUOTA_PERIODS
+from lambdaserve.store.records import parse_quota
 
 
 def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
@@ -194,16 +194,3 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/2015-03-31/functions/{function}/invocations", lambda_invoke, methods=["POST"]),
     ]
     return Starlette(routes=routes)
-
-
-def parse_quota(text: Any) -> tuple[int | None, str | None]:
-    """``"100/DAY"`` -> (100, "DAY"); None -> no quota."""
-    if text in (None, ""):
-        return None, None
-    count, _, period = str(text).partition("/")
-    period = period.upper()
-    if not count.isdigit() or period not in QUOTA_PERIODS:
-        raise LambdaserveError(
-            f"{text!r} is not a quota.", "Write it as COUNT/PERIOD, e.g. 100/DAY, 5000/MONTH."
-        )
-    return int(count), period

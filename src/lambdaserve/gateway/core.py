@@ -30,7 +30,6 @@ from typing import Any
 
 from lambdaserve.bundle.pins import installed_version
 from lambdaserve.execution.environments import PythonEnvironment, SilentProgress, resolve_environment
-from lambdaserve.execution.events import rest_proxy_event
 from lambdaserve.gateway.environments import EnvironmentServer
 from lambdaserve.gateway.errors import (
     BadGateway,
@@ -46,6 +45,7 @@ from lambdaserve.gateway.http import Request, Response
 from lambdaserve.gateway.logbook import LogBook
 from lambdaserve.gateway.metrics import Metrics
 from lambdaserve.gateway.usage import UsageLimiter
+from lambdaserve.runtime.apigw import compact, expand
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
 from lambdaserve.store.store import hash_key
@@ -132,6 +132,14 @@ class Gateway:
         self.handlers = {spec.name: spec for spec in self.settings.handlers}
 
     # -- lifecycle ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Before the event loop: start INIT of the versions to warm, so it overlaps start-up."""
+        for name, version in self.settings.warm:
+            self.functions[(name, version)] = function = self._build(
+                name, version, self._python_sync(name, version)
+            )
+            function.spawn_template()
+
     async def start(self) -> None:
         await self.server.start()
         for name, version in self.settings.warm:
@@ -203,7 +211,10 @@ class Gateway:
         labels[2] = version
         function = await self.function(name, version)
         event = self._event(request, request_id, stage, name, route, resource, key)
-        if len(request.body) + 2048 > MAX_PAYLOAD_BYTES and len(json.dumps(event)) > MAX_PAYLOAD_BYTES:
+        if (
+            len(request.body) + 2048 > MAX_PAYLOAD_BYTES
+            and len(json.dumps(expand(event))) > MAX_PAYLOAD_BYTES
+        ):
             raise RequestTooLong()
         # Past the integration timeout the caller gets 504, but the invocation goes on,
         # as in AWS: API Gateway stops waiting, Lambda does not stop running.
@@ -263,11 +274,20 @@ class Gateway:
         resource: str,
         key: ApiKey | None,
     ) -> dict[str, Any]:
+        """The request in compact form: the environment builds the full REST proxy event."""
         try:
             body: str | bytes = request.body.decode("utf-8")
         except UnicodeDecodeError:
             body = request.body  # not text: passed base64-encoded, as for a binary media type
-        event = rest_proxy_event(
+        handler_path: dict[str, Any] = {}
+        if name in self.handlers:
+            path = f"/{name}/{route}" if route else f"/{name}"
+            handler_path = {
+                "resource": resource,
+                "path": path,
+                "path_parameters": {"proxy": route} if route else None,
+            }
+        return compact(
             body if request.body else None,
             model=name,
             stage=stage,
@@ -280,14 +300,8 @@ class Gateway:
             api_key_id=key.id if key else None,
             request_id=request_id,
             domain_name=self.settings.domain_name,
+            **handler_path,
         )
-        if name in self.handlers:
-            path = f"/{name}/{route}" if route else f"/{name}"
-            event["resource"] = event["requestContext"]["resourcePath"] = resource
-            event["path"] = path
-            event["requestContext"]["path"] = f"/{stage}{path}"
-            event["pathParameters"] = {"proxy": route} if route else None
-        return event
 
     # -- functions ---------------------------------------------------------------------
     async def function(self, name: str, version: str) -> Function:
@@ -304,13 +318,25 @@ class Gateway:
 
     async def _create(self, name: str, version: str) -> Function:
         if name in self.handlers:
-            spec = self.handlers[name]
             python = PythonEnvironment(python=sys.executable, isolated=False)
+        else:  # may build an environment: not on the event loop
+            python = await asyncio.to_thread(self._python_for, self.catalog.versions[(name, int(version))])
+        function = self._build(name, version, python)
+        self.functions[(name, version)] = function
+        return function
+
+    def _python_sync(self, name: str, version: str) -> PythonEnvironment:
+        if name in self.handlers:
+            return PythonEnvironment(python=sys.executable, isolated=False)
+        return self._python_for(self.catalog.versions[(name, int(version))])
+
+    def _build(self, name: str, version: str, python: PythonEnvironment) -> Function:
+        if name in self.handlers:
+            spec = self.handlers[name]
             env = {"_HANDLER": spec.handler, "LAMBDA_TASK_ROOT": spec.task_root}
             cwd: str | None = spec.task_root
         else:
             record = self.catalog.versions[(name, int(version))]
-            python = await asyncio.to_thread(self._python_for, record)
             env = {
                 "LAMBDASERVE_MODEL": str(self.store.model_path(record)),
                 "LAMBDASERVE_MODEL_SHA256": record.sha256,
@@ -319,7 +345,7 @@ class Gateway:
                 "LAMBDASERVE_TRUSTED_TYPES": ",".join(record.manifest.get("trusted_types") or []),
             }
             cwd = None
-        function = Function(
+        return Function(
             name,
             version,
             python,
@@ -331,8 +357,6 @@ class Gateway:
             cwd,
             notify=self.settings.on_event,
         )
-        self.functions[(name, version)] = function
-        return function
 
     def _python_for(self, record: ModelVersion) -> PythonEnvironment:
         requirements = tuple(record.manifest.get("requirements") or ())

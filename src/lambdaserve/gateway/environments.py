@@ -10,12 +10,16 @@ waiting on it learns so at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import signal
+import socket
 import struct
+import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -58,30 +62,47 @@ Connection = tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class EnvironmentServer:
-    """The Unix socket every template and environment of this gateway connects to."""
+    """The Unix socket every template and environment of this gateway connects to.
+
+    The socket is bound when this object is made, before any event loop runs, so that a
+    template can be spawned (and run INIT) while the server is still starting: its
+    connection waits in the socket's backlog and is kept until someone asks for it.
+    """
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="lambdaserve-"))
         self.path = str(self.directory / "envs.sock")
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.bind(self.path)
+        os.chmod(self.path, 0o600)
+        self._socket.listen(128)
         self._waiting: dict[str, asyncio.Future[Connection]] = {}
+        self._early: dict[str, Connection] = {}
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._accept, self.path)
-        os.chmod(self.path, 0o600)
+        self._server = await asyncio.start_unix_server(self._accept, sock=self._socket)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
+        else:
+            self._socket.close()
+        for _, _, writer in self._early.values():
+            writer.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
             os.rmdir(self.directory)
 
     def expect(self, connection_id: str) -> asyncio.Future[Connection]:
         future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-        self._waiting[connection_id] = future
+        early = self._early.pop(connection_id, None)
+        if early is not None:
+            future.set_result(early)
+        else:
+            self._waiting[connection_id] = future
         return future
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,11 +110,14 @@ class EnvironmentServer:
         if message is None:
             writer.close()
             return
-        future = self._waiting.pop(str(message.get("envId") or message.get("id")), None)
-        if future is None or future.done():
-            writer.close()  # nobody asked for it (a late arrival after a timeout)
-            return
-        future.set_result((message, reader, writer))
+        connection_id = str(message.get("envId") or message.get("id"))
+        future = self._waiting.pop(connection_id, None)
+        if future is not None and not future.done():
+            future.set_result((message, reader, writer))
+        elif connection_id.startswith(Template.PREFIX):
+            self._early[connection_id] = (message, reader, writer)  # spawned before anyone waited
+        else:
+            writer.close()  # a late arrival after its timeout: closing it ends that process
 
 
 class Environment:
@@ -112,11 +136,15 @@ class Environment:
         self.killed_for: str | None = None  # "timeout" | "memory" when the gateway killed it
         self.cold_start: tuple[str, float] | None = None  # ("Init" | "Restore", ms) until first use
 
-    async def invoke(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> dict[str, Any]:
-        write_frame(
-            self.writer,
-            {"type": "invoke", "requestIds": request_ids, "events": events, "deadlineMs": deadline_ms},
-        )
+    def send(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> None:
+        """Hand over one message; it waits in the socket if the environment is still busy."""
+        if self.writer.is_closing():
+            raise EnvironmentLost("the environment's connection is closed")
+        message = {"type": "invoke", "requestIds": request_ids, "events": events, "deadlineMs": deadline_ms}
+        write_frame(self.writer, message)
+
+    async def receive(self) -> dict[str, Any]:
+        """The answer to the oldest message handed over."""
         try:
             await self.writer.drain()
         except ConnectionError as exc:
@@ -125,6 +153,10 @@ class Environment:
         if result is None:
             raise EnvironmentLost("the environment closed its connection")
         return result
+
+    async def invoke(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> dict[str, Any]:
+        self.send(request_ids, events, deadline_ms)
+        return await self.receive()
 
     @property
     def alive(self) -> bool:
@@ -154,7 +186,14 @@ def proc_status_kib(pid: int, field: str) -> int:
 
 
 class Template:
-    """The process that ran INIT for one function version; environments are forked from it."""
+    """The process that ran INIT for one function version; environments are forked from it.
+
+    ``spawn()`` starts it at once, with or without an event loop (``serve`` spawns the
+    templates of the versions it serves before uvicorn starts, so INIT overlaps the
+    server's own start-up); ``start()`` waits, in the loop, until INIT is over.
+    """
+
+    PREFIX = "template-"
 
     def __init__(
         self,
@@ -167,48 +206,59 @@ class Template:
         self.python = python
         self.env = env
         self.cwd = cwd
-        self.id = f"template-{uuid.uuid4().hex[:12]}"
-        self.process: asyncio.subprocess.Process | None = None
+        self.id = f"{self.PREFIX}{uuid.uuid4().hex[:12]}"
+        self.process: subprocess.Popen[bytes] | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.init_ms = 0.0
         self.forks = 0
         self.init_logs: list[str] = []
-        self.stderr_lines: asyncio.Queue[str] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
+        self.output: collections.deque[str] = collections.deque(maxlen=10_000)
+        self._pump: threading.Thread | None = None
 
-    async def start(self, timeout_s: float) -> float:
-        arrival = self.server.expect(self.id)
-        self.process = await asyncio.create_subprocess_exec(
-            self.python.python,
-            "-m",
-            "lambdaserve.runtime.forkserver",
-            self.server.path,
-            self.id,
+    def spawn(self) -> None:
+        if self.process is not None:
+            return
+        self.process = subprocess.Popen(
+            [self.python.python, "-m", "lambdaserve.runtime.forkserver", self.server.path, self.id],
             env={**os.environ, **self.python.child_env(), **self.env},
             cwd=self.cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
-        self._pump = asyncio.get_running_loop().create_task(self._pump_output())
-        exited: asyncio.Future[Any] = asyncio.ensure_future(self.process.wait())
-        waiting: set[asyncio.Future[Any]] = {arrival, exited}
-        done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if arrival not in done:
-            arrival.cancel()
-            self.close()
-            reason = "exited during INIT" if exited in done else f"did not finish INIT in {timeout_s:.0f} s"
-            raise InitFailed(
-                {"errorType": "Runtime.ExitError", "errorMessage": f"The runtime {reason}."},
-                self._drain_output(),
-            )
-        exited.cancel()
+        self._pump = threading.Thread(target=self._pump_output, daemon=True)
+        self._pump.start()
+
+    async def start(self, timeout_s: float) -> float:
+        self.spawn()
+        process = self.process
+        if process is None:  # spawn() just set it
+            raise InitFailed({"errorMessage": "The template could not be started."}, [])
+        arrival = self.server.expect(self.id)
+        deadline = time.monotonic() + timeout_s
+        while not arrival.done():
+            await asyncio.wait((arrival,), timeout=0.05)
+            if arrival.done():
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                arrival.cancel()
+                reason = (
+                    "exited during INIT"
+                    if process.poll() is not None
+                    else f"did not finish INIT in {timeout_s:.0f} s"
+                )
+                self.close()
+                await asyncio.sleep(0.05)  # let the last lines of output arrive
+                raise InitFailed(
+                    {"errorType": "Runtime.ExitError", "errorMessage": f"The runtime {reason}."},
+                    self.drain_output(),
+                )
         message, reader, writer = arrival.result()
         self.init_logs = list(message.get("logs") or [])
         if message.get("type") != "template":
             self.close()
             error = {k: message.get(k) for k in ("errorType", "errorMessage", "stackTrace")}
-            raise InitFailed(error, self.init_logs + self._drain_output())
+            raise InitFailed(error, self.init_logs + self.drain_output())
         self.writer = writer
         self.init_ms = float(message["initMs"])
         asyncio.get_running_loop().create_task(self._discard(reader))
@@ -228,14 +278,13 @@ class Template:
             message, reader, writer = await asyncio.wait_for(arrival, timeout_s)
         except asyncio.TimeoutError:
             raise EnvironmentLost("a forked environment did not connect back") from None
-        return Environment(env_id, int(message["pid"]), reader, writer), (
-            time.perf_counter() - started
-        ) * 1000
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return Environment(env_id, int(message["pid"]), reader, writer), elapsed_ms
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        if self.process is not None and self.process.returncode is None:
+        if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
 
@@ -243,25 +292,24 @@ class Template:
         """Kill the template and wait for it and its output, so nothing is left open."""
         self.close()
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                await self.process.wait()
+            await asyncio.to_thread(self.process.wait)
         if self._pump is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._pump, 2.0)
+            await asyncio.to_thread(self._pump.join, 2.0)
+
+    def drain_output(self) -> list[str]:
+        """Lines written below Python (C libraries) by the template and its children."""
+        lines = []
+        while self.output:
+            lines.append(self.output.popleft())
+        return lines
 
     async def _discard(self, reader: asyncio.StreamReader) -> None:
         while await read_frame(reader) is not None:  # "forked" acknowledgements
             pass
 
-    async def _pump_output(self) -> None:
-        """Output written below Python (C libraries), by the template and its children."""
+    def _pump_output(self) -> None:
         if self.process is None or self.process.stdout is None:
             return
-        async for raw in self.process.stdout:
-            await self.stderr_lines.put(raw.decode(errors="replace").rstrip("\n"))
-
-    def _drain_output(self) -> list[str]:
-        lines = []
-        while not self.stderr_lines.empty():
-            lines.append(self.stderr_lines.get_nowait())
-        return lines
+        with self.process.stdout:
+            for raw in self.process.stdout:
+                self.output.append(raw.decode(errors="replace").rstrip("\n"))

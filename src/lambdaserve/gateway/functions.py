@@ -44,6 +44,7 @@ from lambdaserve.gateway.environments import (
 from lambdaserve.gateway.logbook import LogBook
 from lambdaserve.gateway.metrics import Metrics
 from lambdaserve.gateway.runtime_api import RuntimeAPIEnvironment
+from lambdaserve.runtime.apigw import COMPACT, expand
 
 MODES = ("batch", "lambda")
 _WATCH_S = 0.05
@@ -59,7 +60,8 @@ class FunctionSettings:
     max_environments: int = field(default_factory=lambda: usable_cores())  # the local cap otherwise
     idle_s: float = 300.0
     mode: str = "batch"
-    max_batch: int = 64
+    max_batch: int = 64  # requests per message to an environment
+    max_batch_bytes: int = 128 * 1024  # and their bodies' size: about the work a batch holds
     init_timeout_s: float = 120.0
     runtime: str = "default"  # "default" (forked environments) | "awslambdaric" (Runtime API)
 
@@ -83,6 +85,27 @@ class _Pending:
     event: Any
     request_id: str
     future: asyncio.Future[Outcome]
+    size: int = 0  # the body's length
+
+
+@dataclass
+class _Flight:
+    """A message handed to an environment, waiting for its answer."""
+
+    batch: list[_Pending]
+    started: float
+    timer: asyncio.TimerHandle
+    cold: tuple[str, float] | None
+
+
+@dataclass
+class _Landed:
+    outcomes: list[Outcome]
+    duration_ms: float
+    memory_mb: int
+    lines: list[str]
+    status: str | None = None
+    error_type: str | None = None
 
 
 class Function:
@@ -128,6 +151,8 @@ class Function:
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._dispatching = False
+        self._spawned: Template | None = None
 
     # -- public ------------------------------------------------------------------------
     async def start(self, environments: int | None = None) -> None:
@@ -148,16 +173,30 @@ class Function:
             future.set_result(Outcome("crash", error=stopped))
             return future
         self.last_used = time.monotonic()
-        self.queue.append(_Pending(event, request_id, future))
-        self._schedule()
+        self.queue.append(_Pending(event, request_id, future, _body_size(event)))
+        if not self._dispatching:
+            # Once per event-loop turn: the requests that arrived in the same turn go together.
+            self._dispatching = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
         return future
+
+    def _dispatch(self) -> None:
+        self._dispatching = False
+        self._schedule()
 
     @property
     def busy(self) -> int:
         return len(self.environments) - len(self.idle)
 
     def reap(self, now: float) -> None:
-        """Kill environments idle for longer than ``idle_s``, keeping the provisioned ones."""
+        """Housekeeping: log what the processes wrote below Python, reap idle environments.
+
+        Environments idle for longer than ``idle_s`` are killed, keeping the provisioned ones.
+        """
+        if self.template is not None:
+            output = self.template.drain_output()
+            if output:
+                self.logs.write(self.name, output)
         keep = self.settings.provisioned
         for env in sorted(self.idle, key=lambda e: e.last_used):
             if len(self.environments) <= keep:
@@ -184,8 +223,9 @@ class Function:
         self.idle.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self.template is not None:
-            await self.template.stop()
+        for template in (self.template, self._spawned):
+            if template is not None:
+                await template.stop()
         for env in stopping:
             if isinstance(env, RuntimeAPIEnvironment):
                 await env.stop()  # our own child process: wait for it
@@ -210,9 +250,15 @@ class Function:
                 pending.future.set_result(Outcome("throttled"))
 
     def _take(self) -> list[_Pending]:
-        batching = self.settings.mode == "batch" and self.settings.runtime == "default"
-        size = self.settings.max_batch if batching else 1
-        return [self.queue.popleft() for _ in range(min(size, len(self.queue)))]
+        batch = [self.queue.popleft()]
+        if self.settings.mode != "batch" or self.settings.runtime != "default":
+            return batch
+        size = batch[0].size
+        limit, limit_bytes = self.settings.max_batch, self.settings.max_batch_bytes
+        while self.queue and len(batch) < limit and size + self.queue[0].size <= limit_bytes:
+            batch.append(self.queue.popleft())
+            size += batch[-1].size
+        return batch
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -225,8 +271,7 @@ class Function:
                 return self.template
             if self._init_failure and time.monotonic() - self._init_failure[0] < _INIT_RETRY_S:
                 raise self._init_failure[1]
-            python, env, cwd = self.template_spec
-            template = Template(self.server, python, env, cwd)
+            template, self._spawned = self._spawned or self._new_template(), None
             try:
                 init_ms = await template.start(self.settings.init_timeout_s)
             except InitFailed as failure:
@@ -243,8 +288,17 @@ class Function:
             self.template = template
             self.logs.write(self.name, template.init_logs)
             self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
-            self._spawn(self._copy_output(template))
             return template
+
+    def spawn_template(self) -> None:
+        """Start INIT now, even before the event loop runs; ``start()`` then waits for it."""
+        if self.template is None and self._spawned is None:
+            self._spawned = self._new_template()
+            self._spawned.spawn()
+
+    def _new_template(self) -> Template:
+        python, env, cwd = self.template_spec
+        return Template(self.server, python, env, cwd)
 
     def _grow_later(self) -> None:
         # Counted now, not when the task runs: every _schedule in this turn must see it.
@@ -316,50 +370,90 @@ class Function:
             if not pending.future.done():
                 pending.future.set_result(outcome)
 
-    # -- one message to one environment -------------------------------------------------
+    # -- messages to one environment ----------------------------------------------------
     async def _run(self, env: Environment | RuntimeAPIEnvironment, batch: list[_Pending]) -> None:
+        """Keep the environment busy while requests wait; answer each batch as it lands."""
         env.busy = True
         self._update_gauges()
         self._watch()
-        ids = [p.request_id for p in batch]
+        flight: _Flight | None = self._hand(env, batch)
+        while flight is not None:
+            landed = await self._land(env, flight)
+            following = None
+            if self.queue and isinstance(env, Environment) and env.alive and not self._closed:
+                # Pipelined: the environment starts on the next batch before this one is answered.
+                following = self._hand(env, self._take())
+            self._answer(flight, landed)
+            flight = following
+        self._release(env)
+
+    def _hand(self, env: Environment | RuntimeAPIEnvironment, batch: list[_Pending]) -> _Flight:
         cold, env.cold_start = env.cold_start, None
-        started = time.perf_counter()
-        deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
-        # The timeout is a timer that kills the environment; the read then ends at once.
+        # The timeout is a timer that kills the environment; the pending read then ends at once.
         timer = asyncio.get_running_loop().call_later(self.settings.timeout_s, env.kill, "timeout")
+        flight = _Flight(batch, time.perf_counter(), timer, cold)
+        if isinstance(env, Environment):
+            deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
+            with contextlib.suppress(EnvironmentLost):  # noticed when the answer is awaited
+                env.send([p.request_id for p in batch], [p.event for p in batch], deadline_ms)
+        return flight
+
+    async def _land(self, env: Environment | RuntimeAPIEnvironment, flight: _Flight) -> _Landed:
+        batch = flight.batch
         try:
-            result = await env.invoke(ids, [p.event for p in batch], deadline_ms)
-            outcomes = [
-                Outcome(payload=r.get("payload"))
-                if "payload" in r
-                else Outcome("error", error=r.get("error"))
-                for r in result["results"]
-            ]
-            duration, memory = float(result.get("durationMs", 0.0)), int(result.get("maxMemoryMB", 0))
-            lines = list(result.get("logs") or [])
-            status = error_type = None
+            if isinstance(env, Environment):
+                result = await env.receive()
+            else:
+                deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
+                events = [expand(p.event) for p in batch]  # the runtime client needs whole events
+                result = await env.invoke([p.request_id for p in batch], events, deadline_ms)
         except EnvironmentLost:
             env.kill()
             reason = env.killed_for or "crash"
             self._tell("environment_killed", reason=reason, requests=len(batch))
-            duration = (time.perf_counter() - started) * 1000
-            memory = self.settings.memory_mb if reason == "memory" else env.rss_kib() // 1024
-            outcomes = [
-                Outcome(reason, error=_kill_error(reason, duration, self.settings.memory_mb)) for _ in batch
-            ]
-            lines = [timeout_line(i, duration / 1000) for i in ids] if reason == "timeout" else []
-            status = "timeout" if reason == "timeout" else "error"
-            error_type = {"memory": "Runtime.OutOfMemory", "crash": "Runtime.ExitError"}.get(reason)
+            duration = (time.perf_counter() - flight.started) * 1000
+            ids = [p.request_id for p in batch]
+            return _Landed(
+                [
+                    Outcome(reason, error=_kill_error(reason, duration, self.settings.memory_mb))
+                    for _ in batch
+                ],
+                duration,
+                self.settings.memory_mb if reason == "memory" else env.rss_kib() // 1024,
+                [timeout_line(i, duration / 1000) for i in ids] if reason == "timeout" else [],
+                "timeout" if reason == "timeout" else "error",
+                {"memory": "Runtime.OutOfMemory", "crash": "Runtime.ExitError"}.get(reason),
+            )
         finally:
-            timer.cancel()
-        per_request = self._log(ids, lines, duration, memory, cold, status, error_type)
-        self.metrics.batch_size.labels(self.name, self.version).observe(len(batch))
-        for pending, outcome, logs in zip(batch, outcomes, per_request, strict=True):
+            flight.timer.cancel()
+        outcomes = [
+            Outcome(payload=r.get("payload")) if "payload" in r else Outcome("error", error=r.get("error"))
+            for r in result["results"]
+        ]
+        return _Landed(
+            outcomes,
+            float(result.get("durationMs", 0.0)),
+            int(result.get("maxMemoryMB", 0)),
+            list(result.get("logs") or []),
+        )
+
+    def _answer(self, flight: _Flight, landed: _Landed) -> None:
+        ids = [p.request_id for p in flight.batch]
+        per_request = self._log(
+            ids,
+            landed.lines,
+            landed.duration_ms,
+            landed.memory_mb,
+            flight.cold,
+            landed.status,
+            landed.error_type,
+        )
+        self.metrics.batch_size.labels(self.name, self.version).observe(len(flight.batch))
+        for pending, outcome, logs in zip(flight.batch, landed.outcomes, per_request, strict=True):
             outcome.logs = logs
             self.metrics.invocations.labels(self.name, self.version, outcome.status).inc()
             if not pending.future.done():
                 pending.future.set_result(outcome)
-        self._release(env)
 
     def _release(self, env: Environment | RuntimeAPIEnvironment) -> None:
         env.busy = False
@@ -431,11 +525,11 @@ class Function:
         self.metrics.environments.labels(self.name, self.version, "busy").set(busy)
         self.metrics.environments.labels(self.name, self.version, "total").set(len(self.environments))
 
-    async def _copy_output(self, template: Template) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                line = await template.stderr_lines.get()
-                self.logs.write(self.name, [line])
+
+def _body_size(event: Any) -> int:
+    fields = event.get(COMPACT, event) if isinstance(event, dict) else {}
+    body = fields.get("body") if isinstance(fields, dict) else None
+    return len(body) if isinstance(body, (str, list)) else 0
 
 
 def usable_cores() -> int:

@@ -25,8 +25,8 @@ from typing import Any
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
-from lambdaserve.execution.events import ACCOUNT_ID
 from lambdaserve.gateway.core import Gateway
+from lambdaserve.runtime.apigw import ACCOUNT_ID
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 
 REGION = "us-east-1"

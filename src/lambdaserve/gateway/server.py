@@ -9,10 +9,8 @@ from typing import Any
 
 import uvicorn
 
-from lambdaserve.errors import LambdaserveError
 from lambdaserve.gateway.asgi import create_app
-from lambdaserve.gateway.core import Gateway, GatewaySettings
-from lambdaserve.store import Store
+from lambdaserve.gateway.core import Gateway
 
 
 class _Server(uvicorn.Server):
@@ -26,31 +24,8 @@ class _Server(uvicorn.Server):
             self.on_ready()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise LambdaserveError(
-            f"Cannot listen on {host}:{port}: {exc.strerror}.",
-            "Another server may be using the port: choose another with --port, or stop it.",
-        ) from None
-    return sock
-
-
-def run_server(
-    store: Store,
-    settings: GatewaySettings,
-    host: str,
-    port: int,
-    admin_token: str,
-    on_ready: Callable[[], None],
-) -> None:
-    sock = bind(host, port)
-    gateway = Gateway(store, settings)
+def run_server(gateway: Gateway, sock: socket.socket, admin_token: str, on_ready: Callable[[], None]) -> None:
+    """Serve ``gateway`` on the bound socket until Ctrl-C or SIGTERM."""
     app: Any = create_app(gateway, admin_token)
     config = uvicorn.Config(
         app,

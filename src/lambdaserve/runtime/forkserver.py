@@ -38,6 +38,7 @@ import sys
 import time
 from typing import Any, BinaryIO
 
+from lambdaserve.runtime.apigw import expand
 from lambdaserve.runtime.bootstrap import (
     DEFAULT_HANDLER,
     InitFault,
@@ -80,7 +81,7 @@ def captured() -> Any:
 
 def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]:
     ids = message["requestIds"]
-    events = message["events"]
+    events = [expand(event) for event in message["events"]]  # the gateway sends requests compact
     contexts = [LocalContext(request_id, int(message["deadlineMs"])) for request_id in ids]
     started = time.perf_counter()
     with captured() as output:

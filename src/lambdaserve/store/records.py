@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lambdaserve.errors import LambdaserveError
+
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 
 
@@ -80,3 +82,16 @@ class ApiKey:
         data = asdict(self)
         data.pop("hash")
         return data
+
+
+def parse_quota(text: object) -> tuple[int | None, str | None]:
+    """``"100/DAY"`` -> (100, "DAY"); None -> no quota."""
+    if text in (None, ""):
+        return None, None
+    count, _, period = str(text).partition("/")
+    period = period.upper()
+    if not count.isdigit() or period not in QUOTA_PERIODS:
+        raise LambdaserveError(
+            f"{text!r} is not a quota.", "Write it as COUNT/PERIOD, e.g. 100/DAY, 5000/MONTH."
+        )
+    return int(count), period

@@ -4,11 +4,17 @@
 produce: the same keys, the same nesting and the same null fields, so a handler cannot
 tell the local gateway from API Gateway. Field by field it follows the "Lambda proxy
 integration input format" of API Gateway's developer guide.
+
+It lives in the runtime so that an execution environment can build the event itself:
+the local gateway sends only the request's parts (``compact``), and the environment
+expands them (``expand``) into exactly the event the gateway would have built. That
+keeps the gateway's single event loop free of the work that scales with each request.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import time
 import uuid
 from typing import Any
@@ -32,30 +38,34 @@ def rest_proxy_event(
     request_id: str | None = None,
     api_id: str = LOCAL_API_ID,
     domain_name: str = "127.0.0.1",
+    resource: str | None = None,
+    path: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     request_id = request_id or str(uuid.uuid4())
-    resource = f"/{model}/{route}"
+    path = path or f"/{model}/{route}"
+    resource = resource or path
     headers = dict(headers or {"Content-Type": "application/json"})
     is_base64 = isinstance(body, bytes)
     text = base64.b64encode(body).decode("ascii") if isinstance(body, bytes) else body
     now = time.time()
     return {
         "resource": resource,
-        "path": resource,
+        "path": path,
         "httpMethod": method,
         "headers": headers or None,
         "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
         "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
         "multiValueQueryStringParameters": query or None,
-        "pathParameters": None,
+        "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
-            "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, resource).hex[:6],
+            "resourceId": _resource_id(resource),
             "resourcePath": resource,
             "httpMethod": method,
             "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode("ascii"),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "path": f"/{stage}{resource}",
+            "path": f"/{stage}{path}",
             "accountId": ACCOUNT_ID,
             "protocol": "HTTP/1.1",
             "stage": stage,
@@ -84,3 +94,31 @@ def rest_proxy_event(
         "body": text,
         "isBase64Encoded": is_base64,
     }
+
+
+COMPACT = "lambdaserve.http"
+
+
+def compact(body: str | bytes | None, **fields: Any) -> dict[str, Any]:
+    """The request's parts, for an environment to turn into the full event with ``expand``."""
+    if isinstance(body, bytes):
+        fields["binary"] = base64.b64encode(body).decode("ascii")
+        body = None
+    return {COMPACT: {"body": body, **fields}}
+
+
+def expand(event: Any) -> Any:
+    """The full REST proxy event for a ``compact`` one; any other event as it is."""
+    if not (isinstance(event, dict) and COMPACT in event and len(event) == 1):
+        return event
+    fields = dict(event[COMPACT])
+    body: str | bytes | None = fields.pop("body")
+    binary = fields.pop("binary", None)
+    if binary is not None:
+        body = base64.b64decode(binary)
+    return rest_proxy_event(body, **fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _resource_id(resource: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, resource).hex[:6]
