@@ -14,6 +14,7 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -70,6 +71,7 @@ class EnvironmentServer:
     """
 
     def __init__(self) -> None:
+        _remove_stale_sockets()
         self.directory = Path(tempfile.mkdtemp(prefix="lambdaserve-"))
         self.path = str(self.directory / "envs.sock")
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,6 +120,23 @@ class EnvironmentServer:
             self._early[connection_id] = (message, reader, writer)  # spawned before anyone waited
         else:
             writer.close()  # a late arrival after its timeout: closing it ends that process
+
+
+def _remove_stale_sockets() -> None:
+    """Remove what servers killed with SIGKILL left behind: sockets nobody listens on."""
+    for directory in Path(tempfile.gettempdir()).glob("lambdaserve-*"):
+        path = directory / "envs.sock"
+        try:
+            info = directory.stat()
+            # Someone else's, or so young that its server may still be binding: not ours to judge.
+            if info.st_uid != os.getuid() or time.time() - info.st_mtime < 60:
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue  # alive, or not ours to judge
 
 
 class Environment:
