@@ -70,3 +70,30 @@ def end_line(request_id: str) -> str:
 
 def timeout_line(request_id: str, timeout_s: float) -> str:
     return f"{request_id} Task timed out after {timeout_s:.2f} seconds"
+
+
+def kill_error(reason: str, duration_ms: float, memory_mb: int) -> dict[str, str]:
+    """Lambda's error payload for an environment stopped from outside: timeout, memory, exit."""
+    if reason == "timeout":
+        return {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"Task timed out after {duration_ms / 1000:.2f} seconds",
+        }
+    if reason == "memory":
+        return {
+            "errorType": "Runtime.OutOfMemory",
+            "errorMessage": f"Runtime exited with error: signal: killed (over {memory_mb} MB)",
+        }
+    return {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited without providing a reason"}
+
+
+def status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a running process from /proc/PID/status, in KiB (0 when unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0

@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import Report, end_line, start_line, timeout_line
+from lambdaserve.execution.lambda_logs import (
+    Report,
+    end_line,
+    kill_error,
+    start_line,
+    status_kib,
+    timeout_line,
+)
 from lambdaserve.runtime.bootstrap import LOG_END_MARKER
 
 _POLL_S = 0.02
@@ -216,20 +223,17 @@ class ExecutionEnvironment:
         duration = (time.perf_counter() - started) * 1000
         lines += self._drain_logs(until=None)
         request_id = invocation.request_id
+        error = kill_error(reason, duration, self.memory_mb)
+        error_type, message = error["errorType"], error["errorMessage"]
+        invocation.status = reason
+        status = "timeout" if reason == "timeout" else "error"
         if reason == "timeout":
             lines.append(timeout_line(request_id, duration / 1000))
-            invocation.status, error_type, status = "timeout", "Sandbox.Timedout", "timeout"
-            message = f"Task timed out after {duration / 1000:.2f} seconds"
         elif reason == "memory":
-            invocation.status, error_type, status = "memory", "Runtime.OutOfMemory", "error"
-            message = f"Runtime exited with error: signal: killed (over {self.memory_mb} MB)"
             used = self.memory_mb
-        else:
-            invocation.status, error_type, status = "crash", "Runtime.ExitError", "error"
-            message = "Runtime exited without providing a reason"
         lines.append(f"RequestId: {request_id} Error: {message}")
         lines.append(end_line(request_id))
-        invocation.error = {"errorType": error_type, "errorMessage": message, "requestId": request_id}
+        invocation.error = {**error, "requestId": request_id}
         invocation.report = Report(
             request_id,
             duration,
@@ -321,14 +325,4 @@ def _reader(stream: IO[str] | None, sink: queue.Queue[Any], *, parse: bool) -> t
 
 
 def _rss_kib(process: subprocess.Popen[str] | None) -> int:
-    """Resident memory of the process now, from /proc (0 where /proc is not available)."""
-    if process is None:
-        return 0
-    try:
-        with open(f"/proc/{process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return 0
-    return 0
+    return status_kib(process.pid) if process is not None else 0

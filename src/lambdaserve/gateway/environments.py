@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.execution.environments import PythonEnvironment
+from lambdaserve.execution.lambda_logs import status_kib
 
 _HEADER = struct.Struct("<I")
 
@@ -189,19 +190,7 @@ class Environment:
         self.writer.close()
 
     def rss_kib(self) -> int:
-        return proc_status_kib(self.pid, "VmRSS")
-
-
-def proc_status_kib(pid: int, field: str) -> int:
-    """A memory figure of a process from /proc/PID/status, in KiB (0 when unavailable)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return 0
-    return 0
+        return status_kib(self.pid, "VmRSS")
 
 
 class Template:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import Report, end_line, start_line, timeout_line
+from lambdaserve.execution.lambda_logs import Report, end_line, kill_error, start_line, timeout_line
 from lambdaserve.gateway.environments import (
     Environment,
     EnvironmentLost,
@@ -414,10 +414,7 @@ class Function:
             duration = (time.perf_counter() - flight.started) * 1000
             ids = [p.request_id for p in batch]
             return _Landed(
-                [
-                    Outcome(reason, error=_kill_error(reason, duration, self.settings.memory_mb))
-                    for _ in batch
-                ],
+                [Outcome(reason, error=kill_error(reason, duration, self.settings.memory_mb)) for _ in batch],
                 duration,
                 self.settings.memory_mb if reason == "memory" else env.rss_kib() // 1024,
                 [timeout_line(i, duration / 1000) for i in ids] if reason == "timeout" else [],
@@ -543,20 +540,6 @@ def usable_cores() -> int:
 def _single_threaded() -> dict[str, str]:
     # One environment is one thread of work; parallelism comes from more environments.
     return dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
-
-
-def _kill_error(reason: str, duration_ms: float, memory_mb: int) -> dict[str, Any]:
-    if reason == "timeout":
-        return {
-            "errorType": "Sandbox.Timedout",
-            "errorMessage": f"Task timed out after {duration_ms / 1000:.2f} seconds",
-        }
-    if reason == "memory":
-        return {
-            "errorType": "Runtime.OutOfMemory",
-            "errorMessage": f"Runtime exited with error: signal: killed (over {memory_mb} MB)",
-        }
-    return {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited without providing a reason"}
 
 
 def _init_error_lines(error: dict[str, Any]) -> list[str]:

@@ -28,7 +28,8 @@ import uuid
 from typing import Any
 
 from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.gateway.environments import EnvironmentLost, InitFailed, proc_status_kib
+from lambdaserve.execution.lambda_logs import status_kib
+from lambdaserve.gateway.environments import EnvironmentLost, InitFailed
 
 PREFIX = "/2018-06-01/runtime"
 
@@ -122,7 +123,7 @@ class RuntimeAPIEnvironment:
         return {
             "results": [outcome],
             "durationMs": (time.perf_counter() - started) * 1000,
-            "maxMemoryMB": -(-proc_status_kib(self.pid, "VmHWM") // 1024),
+            "maxMemoryMB": -(-status_kib(self.pid, "VmHWM") // 1024),
             "logs": list(self._output),
         }
 
@@ -147,7 +148,7 @@ class RuntimeAPIEnvironment:
                 await asyncio.wait_for(self._pump, 2.0)
 
     def rss_kib(self) -> int:
-        return proc_status_kib(self.pid, "VmRSS")
+        return status_kib(self.pid, "VmRSS")
 
     # -- the Runtime API ---------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
