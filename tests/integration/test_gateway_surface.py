@@ -14,7 +14,7 @@ from conftest import Bundle
 from gateway_support import Served, ServerPool, predict, run_gateway, wait_until
 
 from lambdaserve.gateway.core import Gateway, GatewaySettings
-from lambdaserve.gateway.functions import FunctionSettings
+from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.store import Store
 
 ROCKET = '["the rocket reached orbit"]'

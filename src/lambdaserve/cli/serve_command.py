@@ -76,8 +76,8 @@ def serve(
         curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
     """
     from lambdaserve.gateway.core import Gateway, GatewaySettings, HandlerSpec  # only when serving
-    from lambdaserve.gateway.functions import MODES, FunctionSettings
     from lambdaserve.gateway.listen import bind
+    from lambdaserve.gateway.settings import MODES, FunctionSettings
 
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")

@@ -40,10 +40,11 @@ from lambdaserve.gateway.errors import (
     MissingAuthenticationToken,
     RequestTooLong,
 )
-from lambdaserve.gateway.functions import Function, FunctionSettings, Outcome
+from lambdaserve.gateway.functions import Function, Outcome
 from lambdaserve.gateway.http import Request, Response
 from lambdaserve.gateway.logbook import LogBook
 from lambdaserve.gateway.metrics import Metrics
+from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.gateway.usage import UsageLimiter
 from lambdaserve.runtime.apigw import compact, expand
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES

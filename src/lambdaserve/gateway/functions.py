@@ -5,15 +5,12 @@ once in a template process; environments are forked from it as they are needed, 
 already holding the loaded model. An environment takes one message at a time; the
 gateway never waits on it except through asyncio.
 
-Two modes:
-
-- ``batch`` (default): requests that arrive while the environments are busy wait in a
-  queue, and each free environment takes up to ``max_batch`` of them in one message;
-  the handler answers them with one model call (see ``handle_many``). This is what makes
-  concurrent traffic fast: the model's fixed cost per call is paid once per batch.
-- ``lambda``: strictly one invocation per environment, as AWS Lambda does. New
-  environments are made up to the concurrency limit; with reserved concurrency, requests
-  beyond it are throttled as Lambda throttles them.
+In ``batch`` mode (see ``settings.py``) requests that arrive while environments are busy
+wait in a queue, and a free environment takes many in one message, which the handler
+answers with one model call; the next message is handed over before the last one is
+answered, so an environment never idles while requests wait. In ``lambda`` mode each
+message holds one request and, with reserved concurrency, what no environment can take
+is throttled as Lambda throttles it.
 
 Limits, as Lambda enforces them: an invocation that outlives the timeout, or an
 environment whose resident memory exceeds the memory size, is killed; its requests fail
@@ -26,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import Report, end_line, kill_error, start_line, timeout_line
+from lambdaserve.execution.lambda_logs import kill_error, timeout_line
 from lambdaserve.gateway.environments import (
     Environment,
     EnvironmentLost,
@@ -41,33 +37,14 @@ from lambdaserve.gateway.environments import (
     InitFailed,
     Template,
 )
-from lambdaserve.gateway.logbook import LogBook
+from lambdaserve.gateway.logbook import LogBook, frame_invocations
 from lambdaserve.gateway.metrics import Metrics
 from lambdaserve.gateway.runtime_api import RuntimeAPIEnvironment
+from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.runtime.apigw import COMPACT, expand
 
-MODES = ("batch", "lambda")
 _WATCH_S = 0.05
 _INIT_RETRY_S = 2.0
-
-
-@dataclass(frozen=True)
-class FunctionSettings:
-    memory_mb: int = 256
-    timeout_s: float = 10.0
-    reserved: int | None = None  # reserved concurrency: a hard cap; beyond it Lambda throttles
-    provisioned: int = 0  # environments kept initialised, never reaped
-    max_environments: int = field(default_factory=lambda: usable_cores())  # the local cap otherwise
-    idle_s: float = 300.0
-    mode: str = "batch"
-    max_batch: int = 64  # requests per message to an environment
-    max_batch_bytes: int = 128 * 1024  # and their bodies' size: about the work a batch holds
-    init_timeout_s: float = 120.0
-    runtime: str = "default"  # "default" (forked environments) | "awslambdaric" (Runtime API)
-
-    @property
-    def limit(self) -> int:
-        return self.reserved if self.reserved is not None else max(self.max_environments, self.provisioned)
 
 
 @dataclass
@@ -478,28 +455,11 @@ class Function:
         status: str | None,
         error_type: str | None,
     ) -> list[list[str]]:
-        """START / handler lines / END / REPORT per request, as Lambda writes them."""
-        own: dict[str, list[str]] = {i: [] for i in ids}
-        for line in lines:
-            owner = next((i for i in ids if i in line), ids[0])
-            own[owner].append(line)
-        out: list[list[str]] = []
-        for n, request_id in enumerate(ids):
-            report = Report(
-                request_id,
-                duration,
-                self.settings.memory_mb,
-                memory,
-                init_duration_ms=cold[1] if cold and n == 0 and cold[0] == "Init" else None,
-                status=status,
-                error_type=error_type,
-            )
-            line = report.line()
-            if cold and n == 0 and cold[0] == "Restore":
-                line += f"Restore Duration: {cold[1]:.2f} ms\t"
-            out.append([start_line(request_id, self.version), *own[request_id], end_line(request_id), line])
-        self.logs.write(self.name, [line for lines in out for line in lines])
-        return out
+        framed = frame_invocations(
+            ids, lines, self.version, duration, self.settings.memory_mb, memory, cold, status, error_type
+        )
+        self.logs.write(self.name, [line for lines in framed for line in lines])
+        return framed
 
     # -- limits ------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -527,14 +487,6 @@ def _body_size(event: Any) -> int:
     fields = event.get(COMPACT, event) if isinstance(event, dict) else {}
     body = fields.get("body") if isinstance(fields, dict) else None
     return len(body) if isinstance(body, (str, list)) else 0
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 2
 
 
 def _single_threaded() -> dict[str, str]:

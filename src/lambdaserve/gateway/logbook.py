@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lambdaserve.execution.lambda_logs import Report, end_line, start_line
+
 ROTATE_BYTES = 20 * 1024 * 1024
 _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
@@ -51,3 +53,41 @@ class LogBook:
                 path.replace(path.with_suffix(".log.1"))
             with path.open("a", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
+
+
+def frame_invocations(
+    ids: list[str],
+    lines: list[str],
+    version: str,
+    duration_ms: float,
+    memory_size_mb: int,
+    memory_used_mb: int,
+    cold: tuple[str, float] | None,
+    status: str | None,
+    error_type: str | None,
+) -> list[list[str]]:
+    """START / handler lines / END / REPORT for each request of one message to an environment.
+
+    The handler's lines go to the request they name (lambdaserve's handler logs each
+    request id), the rest to the first; the cold start (INIT, or a forked environment's
+    restore) is reported on the first request, the one that waited for it.
+    """
+    own: dict[str, list[str]] = {i: [] for i in ids}
+    for line in lines:
+        own[next((i for i in ids if i in line), ids[0])].append(line)
+    framed: list[list[str]] = []
+    for n, request_id in enumerate(ids):
+        first_cold = cold if n == 0 else None
+        report = Report(
+            request_id,
+            duration_ms,
+            memory_size_mb,
+            memory_used_mb,
+            init_duration_ms=first_cold[1] if first_cold and first_cold[0] == "Init" else None,
+            status=status,
+            error_type=error_type,
+        ).line()
+        if first_cold and first_cold[0] == "Restore":
+            report += f"Restore Duration: {first_cold[1]:.2f} ms\t"
+        framed.append([start_line(request_id, version), *own[request_id], end_line(request_id), report])
+    return framed
