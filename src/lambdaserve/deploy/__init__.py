@@ -1,0 +1,1 @@
+"""The AWS deployment: the Lambda image, the plan of AWS calls, and their execution."""
