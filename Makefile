@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 # The 20 Newsgroups data: the shared offline copy beside the project when there is one,
 # else scikit-learn downloads it to its usual place.
@@ -56,8 +57,18 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
+# The benchmarks' own extra (LitServe, the batching server they compare with), kept out
+# of dev so that `make test` never installs it.
+$(BENCH_STAMP): $(STAMP)
+	@if [ -x $(BIN)/uv ]; then \
+	    $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev,bench]'; \
+	else \
+	    $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,bench]'; \
+	fi
+	touch $@
+
 # The server benchmarks drive load with wrk (Debian/Ubuntu package; sudo only when not root).
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null || { \
 	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }

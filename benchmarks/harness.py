@@ -1,13 +1,15 @@
 """The servers under test, seen from outside (not a test module).
 
-What it offers: start ``lambdaserve serve`` or the Flask baseline on a free port, time a
+What it offers: start ``lambdaserve serve``, the Flask baseline or LitServe on a free port, time a
 launch to its first successful prediction, stop a server with its whole process tree,
 and read what that tree holds: memory (PSS, RSS, USS) and CPU time per process, plus the
 Lambda log lambdaserve keeps per model. Load itself is in ``loadtest.py``.
 
 Constraints: every wait is bounded; traffic stays on loopback; a server is stopped
 through the PID this module started (SIGTERM, then SIGKILL), and any of its descendants
-still alive after that are killed by PID too.
+still alive after that are killed by PID too. A server that burns CPU while idle
+(LitServe) can be paused with SIGSTOP between its loads; never gunicorn, whose arbiter
+kills workers that missed their heartbeat while stopped.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Server:
     launched: float
     output: Path
     info: dict[str, Any] = field(default_factory=dict)
+    pause_when_idle: bool = False  # kept SIGSTOPped between loads (see pause)
     _family: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -140,10 +143,24 @@ class Server:
             return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
+    def pause(self) -> None:
+        """SIGSTOP the whole tree: a server that costs CPU while idle (LitServe's workers poll
+        their queue every millisecond) must not take it from the server being measured."""
+        self._signal_family(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_family(signal.SIGCONT)
+
+    def _signal_family(self, signum: int) -> None:
+        for pid, started in self.remember_family().items():
+            if _is_same_process(pid, started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, bounded wait, SIGKILL; then kill any descendant that outlived it."""
         if self.process.poll() is None:
-            self.remember_family()
+            self.resume()  # a paused tree would not act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout_s)
@@ -226,6 +243,45 @@ def launch_flask(model: Path, workdir: Path, *, workers: int = 2) -> Server:
     env = {**os.environ, "MODEL_PATH": str(model.resolve())}
     url = f"http://{HOST}:{port}/predict"
     return _launch(f"flask+gunicorn -w {workers}", command, url, workdir / f"flask-{port}.log", env)
+
+
+def launch_litserve(
+    model: Path,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    api_servers: int | None = None,
+    max_batch_size: int = 64,
+    batch_timeout_s: float = 0.005,
+) -> Server:
+    """benchmarks/litserve_app.py: LitServe with server-side batching, ``workers`` inference
+    workers (``workers_per_device`` on the CPU) and ``api_servers`` uvicorn processes
+    (LitServe's default: as many as workers)."""
+    port = free_port()
+    command = [sys.executable, str(BENCHMARKS / "litserve_app.py")]
+    env = {
+        **os.environ,
+        "MODEL_PATH": str(model.resolve()),
+        "PORT": str(port),
+        "LITSERVE_WORKERS": str(workers),
+        "LITSERVE_MAX_BATCH_SIZE": str(max_batch_size),
+        "LITSERVE_BATCH_TIMEOUT": str(batch_timeout_s),
+    }
+    if api_servers is not None:
+        env["LITSERVE_API_SERVERS"] = str(api_servers)
+    url = f"http://{HOST}:{port}/predict"
+    name = litserve_name(workers, api_servers, max_batch_size, batch_timeout_s)
+    return _launch(name, command, url, workdir / f"litserve-{port}.log", env)
+
+
+def litserve_name(
+    workers: int = 2, api_servers: int | None = None, max_batch_size: int = 64, batch_timeout_s: float = 0.005
+) -> str:
+    return (
+        f"LitServe ({workers} inference worker{'s' if workers > 1 else ''}, "
+        f"{api_servers or workers} uvicorn, max_batch_size {max_batch_size}, "
+        f"batch_timeout {batch_timeout_s * 1000:g} ms)"
+    )
 
 
 def _gunicorn_has_control_socket() -> bool:

@@ -229,7 +229,8 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
     versions = {}
-    for name in ("scikit-learn", "numpy", "flask", "gunicorn", "uvicorn", "lambdaserve"):
+    names = ("scikit-learn", "numpy", "flask", "gunicorn", "uvicorn", "litserve", "fastapi", "lambdaserve")
+    for name in names:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
     wrk = subprocess.run([wrk_path(), "--version"], capture_output=True, text=True, check=False)
