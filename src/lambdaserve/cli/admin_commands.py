@@ -9,7 +9,6 @@ directory where there is none, so a typo in ``--state-dir`` is an error, not emp
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +29,15 @@ from lambdaserve.store import Alias, Store, default_state_dir
 from lambdaserve.store.store import check_stage
 
 STAGE_OPTION = typer.Option(..., "--stage", help="The stage: the first segment of /STAGE/MODEL/predict.")
-POLL_SECONDS = 0.2
-_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+REMOTE_OPTION = typer.Option(False, "--remote", help="Act on the stage deployed to AWS, not the local one.")
+PROJECT_OPTION = typer.Option(
+    None,
+    "--project",
+    help="Project name [default: $LAMBDASERVE_PROJECT, else the state folder's parent's name].",
+)
+REGION_OPTION = typer.Option(
+    None, "--region", help="AWS region [default: where the project is deployed, else $AWS_REGION]."
+)
 
 
 def state_root(state_dir: Path | None) -> Path:
@@ -228,6 +232,9 @@ def promote(
     canary: float | None = typer.Option(
         None, "--canary", help="Send only this percentage of the stage's requests to VERSION (a canary)."
     ),
+    remote: bool = REMOTE_OPTION,
+    region: str | None = REGION_OPTION,
+    project: str | None = PROJECT_OPTION,
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -236,13 +243,14 @@ def promote(
     Without --canary, the stage serves VERSION alone (any canary ends). With --canary
     PERCENT, the stage keeps its version and sends PERCENT% of requests to VERSION, as an
     API Gateway canary release does; promote VERSION without --canary to finish the
-    release. `lambdaserve rollback` undoes the last change.
+    release. `lambdaserve rollback` undoes the last change. With --remote, the same on
+    AWS: the stage's Lambda alias moves (weights for a canary); the local stage does not.
 
     Example:
 
         lambdaserve promote iris 2 --stage prod --canary 10
 
-        lambdaserve promote iris 2 --stage prod
+        lambdaserve promote iris 2 --stage prod --remote
     """
     check_stage(stage)
     if canary is not None and not 0 < canary < 100:
@@ -250,6 +258,11 @@ def promote(
             f"--canary {canary:g} is not a percentage between 0 and 100 (both excluded).",
             "e.g. --canary 10 sends 10% of requests to VERSION; to send them all, leave out --canary.",
         )
+    if remote:
+        from lambdaserve.cli.deploy_commands import promote_remote
+
+        promote_remote(model, version, stage, canary, region, project, state_dir, as_json)
+        return
     with open_store(state_dir) as store:
         require_model(store, model)
         store.version(model, version)  # an unknown version is an error that lists the known ones
@@ -278,16 +291,28 @@ def promote(
 def rollback(
     model: str = typer.Argument(..., help="The model's name."),
     stage: str = STAGE_OPTION,
+    remote: bool = REMOTE_OPTION,
+    region: str | None = REGION_OPTION,
+    project: str | None = PROJECT_OPTION,
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Undo a stage's last change (a promote or a canary); repeat to go further back.
 
+    With --remote, on AWS: the stage goes back to what it served before its last deploy.
+
     Example:
 
         lambdaserve rollback iris --stage prod
+
+        lambdaserve rollback iris --stage prod --remote
     """
     check_stage(stage)
+    if remote:
+        from lambdaserve.cli.deploy_commands import rollback_remote
+
+        rollback_remote(model, stage, region, project, state_dir, as_json)
+        return
     with open_store(state_dir) as store:
         require_model(store, model)
         before = store.alias(model, stage)

@@ -8,6 +8,7 @@ from lambdaserve import __version__
 from lambdaserve.cli import (
     admin_commands,
     bundle_commands,
+    deploy_commands,
     invoke_command,
     key_commands,
     log_command,
@@ -52,6 +53,9 @@ app.command("serve")(serve_command.serve)
 app.command("promote")(admin_commands.promote)
 app.command("rollback")(admin_commands.rollback)
 app.command("logs")(log_command.logs)
+app.command("deploy")(deploy_commands.deploy_command)
+app.command("destroy")(deploy_commands.destroy_command)
+app.command("status")(deploy_commands.status_command)
 
 
 def _group(help_text: str) -> typer.Typer:

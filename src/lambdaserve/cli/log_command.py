@@ -18,7 +18,7 @@ from typing import BinaryIO
 import typer
 from rich.text import Text
 
-from lambdaserve.cli.admin_commands import state_root
+from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, open_store, state_root
 from lambdaserve.cli.bundle_commands import JSON_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.serve_command import STATE_OPTION
@@ -40,6 +40,9 @@ def logs(
     ),
     since: str | None = typer.Option(None, "--since", help="Only lines from the last 30s, 10m, 2h or 1d."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", hidden=True),  # for tests
+    remote: bool = typer.Option(False, "--remote", help="Read the function's CloudWatch Logs on AWS."),
+    region: str | None = REGION_OPTION,
+    project: str | None = PROJECT_OPTION,
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -53,8 +56,16 @@ def logs(
         lambdaserve logs iris --since 10m
 
         lambdaserve logs iris --follow
+
+        lambdaserve logs iris --remote --since 1h
     """
     cutoff = _parse_since(since) if since is not None else None
+    if remote:
+        deadline = time.monotonic() + max_seconds if max_seconds is not None else None
+        _remote_logs(
+            model, cutoff or _parse_since("1h"), follow, deadline, region, project, state_dir, as_json
+        )
+        return
     count = lines if lines is not None else (None if since else 50)
     path = log_path(state_root(state_dir), model)
     handle = _open(path)
@@ -83,6 +94,44 @@ def _print_recent(handle: BinaryIO, path: Path, count: int | None, cutoff: str |
         raw = older.read_bytes().split(b"\n")[:-1] + raw  # just rotated: its lines are recent too
     for stamp, line in _select([_parse(r) for r in raw], count, cutoff):
         _emit(stamp, line, as_json)
+
+
+def _remote_logs(
+    model: str,
+    cutoff: str,
+    follow: bool,
+    deadline: float | None,
+    region: str | None,
+    project: str | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """CloudWatch Logs of the model's function, from ``cutoff`` (default: the last hour)."""
+    from lambdaserve.deploy.awsclient import AWS
+    from lambdaserve.deploy.deployer import connect
+    from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.deploy.remote import remote_logs
+
+    with open_store(state_dir) as store:
+        name = project_name(project, store.root)
+        aws = connect(store, name, region, None, AWS)
+    since_ms = int(datetime.fromisoformat(cutoff.replace("Z", "+00:00")).timestamp() * 1000)
+    events = remote_logs(
+        aws,
+        Names(name, aws.account(), aws.region),
+        model,
+        since_ms,
+        follow,
+        until=lambda: deadline is not None and time.monotonic() > deadline,
+    )
+    for event in events:
+        stamp = datetime.fromtimestamp(event["timestamp"] / 1000, timezone.utc)
+        text = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        line = event["message"].rstrip("\n")
+        if as_json:
+            print_json({"timestamp": text, "line": line})
+        else:
+            out.print(Text(f"{text} {line}"))
 
 
 def _parse_since(text: str) -> str:

@@ -218,7 +218,17 @@ def get_service() -> PredictionService:
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    if is_keep_warm(event):
+        # The keep-warm schedule only needs INIT done and the environment kept: no prediction.
+        return {"warm": True, "version": get_service().version}
     return get_service().handle(event, context)
+
+
+def is_keep_warm(event: Any) -> bool:
+    """The event of ``deploy --keep-warm``'s EventBridge rule (or a plain scheduled event)."""
+    return isinstance(event, dict) and (
+        event.get("lambdaserve") == "warm" or event.get("detail-type") == "Scheduled Event"
+    )
 
 
 def handle_batch(events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]:

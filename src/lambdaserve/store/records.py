@@ -84,6 +84,30 @@ class ApiKey:
         return data
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """One deploy of a model's stage to AWS, as it ended: status "deployed", "failed" or "destroyed"."""
+
+    project: str
+    region: str
+    account: str
+    model: str
+    stage: str
+    version: int
+    status: str
+    canary_version: int | None = None
+    canary_weight: float = 0.0
+    lambda_version: str | None = None
+    url: str | None = None
+    image: str | None = None
+    message: str | None = None
+    at: str = ""
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def parse_quota(text: object) -> tuple[int | None, str | None]:
     """``"100/DAY"`` -> (100, "DAY"); None -> no quota."""
     if text in (None, ""):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store.records import QUOTA_PERIODS, Alias, ApiKey, ModelVersion, Plan
+from lambdaserve.store.records import QUOTA_PERIODS, Alias, ApiKey, Deployment, ModelVersion, Plan
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS plans (
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
     plan_id TEXT, enabled INTEGER NOT NULL DEFAULT 1, created TEXT NOT NULL, revoked TEXT);
+CREATE TABLE IF NOT EXISTS deployments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, region TEXT NOT NULL,
+    account TEXT NOT NULL, model TEXT NOT NULL, stage TEXT NOT NULL, version INTEGER NOT NULL,
+    canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0, lambda_version TEXT,
+    url TEXT, image TEXT, status TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (key_id, period_start));
@@ -359,6 +364,28 @@ class Store:
             "SELECT count FROM usage WHERE key_id = ? AND period_start = ?", (key_id, period_start)
         ).fetchone()
         return int(row[0]) if row else 0
+
+    # -- deployments to AWS -------------------------------------------------------------
+    def record_deployment(self, deployment: Deployment) -> Deployment:
+        """Remember a deploy (or its failure): `status`, and `rollback --remote`, read these."""
+        data = deployment.to_dict()
+        data.pop("id")
+        data["at"] = data["at"] or now()
+        with self.transaction() as db:
+            cursor = db.execute(
+                f"INSERT INTO deployments ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
+                list(data.values()),
+            )
+        return Deployment(**{**data, "id": cursor.lastrowid})
+
+    def deployments(self, project: str | None = None, model: str | None = None) -> list[Deployment]:
+        """Every recorded deploy, oldest first."""
+        rows = self.db.execute(
+            "SELECT * FROM deployments WHERE (? IS NULL OR project = ?) AND (? IS NULL OR model = ?) "
+            "ORDER BY id",
+            (project, project, model, model),
+        )
+        return [Deployment(**dict(row)) for row in rows]
 
     # -- admin token -------------------------------------------------------------------
     def admin_token(self) -> tuple[str, bool]:

@@ -1,0 +1,172 @@
+"""Stages on AWS after a deploy: promote, roll back, see what runs where, read the logs.
+
+``promote --remote`` and ``rollback --remote`` are deploys of another version to a stage
+(the engine publishes what is missing and flips the alias); ``rollback`` goes back to the
+stage's previous deploy as the store recorded it. ``status --remote`` reads the aliases and
+their versions from Lambda, so it shows the truth even when someone changed AWS by hand.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from lambdaserve.deploy.awsclient import AWS
+from lambdaserve.deploy.deployer import AWSFactory, DeployOptions, connect
+from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, Names, project_name
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.store.records import Deployment
+from lambdaserve.store.store import Store
+
+_DESCRIPTION = re.compile(r"lambdaserve (?P<model>\S+) v(?P<version>\d+) sha256:(?P<sha>[0-9a-f]+)")
+
+
+def deployed(store: Store, project: str, model: str, stage: str) -> list[Deployment]:
+    """The successful deploys of a model's stage, oldest first."""
+    return [d for d in store.deployments(project, model) if d.stage == stage and d.status == "deployed"]
+
+
+def promote_options(
+    store: Store, options: DeployOptions, version: int, canary_weight: float | None
+) -> DeployOptions:
+    """A deploy of ``version`` to the stage: alone, or as a canary beside what it serves now."""
+    project = project_name(options.project, store.root)
+    history = deployed(store, project, options.model, options.stage)
+    if canary_weight is None:
+        return replace(options, version=version, canary_version=None, canary_weight=0.0)
+    if not history:
+        raise LambdaserveError(
+            f"The stage {options.stage!r} of {options.model!r} is not deployed: a canary shares its traffic.",
+            f"Deploy a version first: lambdaserve deploy {options.model} --stage {options.stage}",
+        )
+    serving = history[-1].version
+    if serving == version:
+        raise LambdaserveError(
+            f"The stage {options.stage!r} of {options.model!r} already serves version {version} on AWS.",
+            "A canary is another version: push one and canary that.",
+        )
+    return replace(options, version=serving, canary_version=version, canary_weight=canary_weight)
+
+
+def rollback_options(store: Store, options: DeployOptions) -> DeployOptions:
+    """A deploy of what the stage served before its last deploy."""
+    project = project_name(options.project, store.root)
+    history = deployed(store, project, options.model, options.stage)
+    if not history:
+        raise LambdaserveError(f"The stage {options.stage!r} of {options.model!r} was never deployed.")
+    now = history[-1]
+    earlier = [
+        d
+        for d in history
+        if (d.version, d.canary_version, d.canary_weight)
+        != (now.version, now.canary_version, now.canary_weight)
+    ]
+    if not earlier:
+        raise LambdaserveError(
+            f"The stage {options.stage!r} of {options.model!r} never served anything else on AWS.",
+            f"Destroy it (lambdaserve destroy {options.model}) or deploy another version.",
+        )
+    before = earlier[-1]
+    return replace(
+        options,
+        version=before.version,
+        canary_version=before.canary_version,
+        canary_weight=before.canary_weight,
+        region=options.region or before.region,
+    )
+
+
+def remote_status(
+    store: Store, project: str | None, region: str | None, profile: str | None, factory: AWSFactory = AWS
+) -> dict[str, Any]:
+    """What AWS runs for the project: per model, its stages, versions, image and URL."""
+    name = project_name(project, store.root)
+    aws = connect(store, name, region, profile, factory)
+    names = Names(name, aws.account(), aws.region)
+    api = next(
+        (a for a in aws.pages("apigateway", "get_rest_apis", "items") if a["name"] == names.rest_api), None
+    )
+    models = []
+    for function in aws.pages("lambda", "list_functions", "Functions"):
+        tags = aws.call("lambda", "list_tags", Resource=function["FunctionArn"]).get("Tags", {})
+        if tags.get(TAG_PROJECT) != name:
+            continue
+        model = tags.get(TAG_MODEL, "")
+        versions = {
+            v["Version"]: v
+            for v in aws.pages(
+                "lambda", "list_versions_by_function", "Versions", FunctionName=function["FunctionName"]
+            )
+        }
+        stages = []
+        for alias in aws.pages("lambda", "list_aliases", "Aliases", FunctionName=function["FunctionName"]):
+            weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+            stages.append(
+                {
+                    "stage": alias["Name"],
+                    "lambda_version": alias["FunctionVersion"],
+                    "version": _model_version(versions.get(alias["FunctionVersion"])),
+                    "canary": [
+                        {"lambda_version": v, "version": _model_version(versions.get(v)), "weight": w * 100}
+                        for v, w in weights.items()
+                    ],
+                    "url": names.endpoint(api["id"], alias["Name"], model) if api else None,
+                }
+            )
+        code = aws.call("lambda", "get_function", FunctionName=function["FunctionName"]).get("Code", {})
+        models.append(
+            {
+                "model": model,
+                "function": function["FunctionName"],
+                "memory_mb": function.get("MemorySize"),
+                "timeout_s": function.get("Timeout"),
+                "image": code.get("ImageUri"),
+                "image_digest": (code.get("ResolvedImageUri") or "").rpartition("@")[2] or None,
+                "stages": sorted(stages, key=lambda s: s["stage"]),
+            }
+        )
+    return {
+        "project": name,
+        "region": aws.region,
+        "account": names.account,
+        "api": api["id"] if api else None,
+        "models": sorted(models, key=lambda m: m["model"]),
+    }
+
+
+def _model_version(version: dict[str, Any] | None) -> int | None:
+    match = _DESCRIPTION.match((version or {}).get("Description", ""))
+    return int(match.group("version")) if match else None
+
+
+def remote_logs(
+    aws: AWS,
+    names: Names,
+    model: str,
+    since_ms: int,
+    follow: bool,
+    until: Callable[[], bool] = lambda: False,
+    poll_seconds: float = 2.0,
+) -> Iterator[dict[str, Any]]:
+    """The function's CloudWatch Logs events from ``since_ms``; with ``follow``, new ones as they come."""
+    group = names.log_group(model)
+    if aws.find("logs", "describe_log_streams", logGroupName=group, limit=1) is None:
+        raise LambdaserveError(
+            f"There is no log group {group} in {aws.region}.",
+            f"Deploy the model first (lambdaserve deploy {model} --stage STAGE), then invoke it.",
+        )
+    seen: set[str] = set()
+    start = since_ms
+    while True:
+        for event in aws.pages("logs", "filter_log_events", "events", logGroupName=group, startTime=start):
+            if event["eventId"] in seen:
+                continue
+            seen.add(event["eventId"])
+            start = max(start, event["timestamp"])
+            yield event
+        if not follow or until():
+            return
+        time.sleep(poll_seconds)  # CloudWatch Logs has no push API; the console's tail polls too

@@ -1,0 +1,152 @@
+"""The desired state of one model's stage on AWS, built from the local store and the flags.
+
+This is what the planner compares with what AWS has, and what the CloudFormation export
+writes out. Plain values only: nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lambdaserve.deploy.names import Names
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.store.records import ModelVersion
+
+DEFAULT_MEMORY_MB = 256  # the post's function, and Lambda's console default is 128
+DEFAULT_TIMEOUT_S = 10
+DEFAULT_LOG_RETENTION_DAYS = 30
+KEEP_WARM_SCHEDULE = "rate(5 minutes)"
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Release:
+    """One local model version as it goes to AWS: its file in S3 and its function settings."""
+
+    model: str
+    version: int
+    sha256: str
+    format: str
+    file: Path  # the model file in the local store
+    suffix: str  # ".pickle", ".onnx", ...
+    python: str  # "3.11": the image's base
+    requirements: tuple[str, ...]
+    has_proba: bool
+    trusted_types: tuple[str, ...] = ()
+    image_uri: str = ""  # the image its requirements need (set by the deployer)
+
+    @classmethod
+    def from_version(cls, record: ModelVersion, file: Path, image_uri: str = "") -> Release:
+        manifest = record.manifest
+        return cls(
+            model=record.model,
+            version=record.version,
+            sha256=record.sha256,
+            format=record.format,
+            file=file,
+            suffix=Path(manifest.get("model_file") or file.name).suffix or file.suffix,
+            python=str(manifest.get("python") or ""),
+            requirements=tuple(manifest.get("requirements") or ()),
+            has_proba=bool(manifest.get("has_proba")),
+            trusted_types=tuple(manifest.get("trusted_types") or ()),
+            image_uri=image_uri,
+        )
+
+    def description(self) -> str:
+        """The Lambda version's description: how a published version is matched to a local one."""
+        return f"lambdaserve {self.model} v{self.version} sha256:{self.sha256}"
+
+    def environment(self) -> dict[str, str]:
+        """The function's variables, but for LAMBDASERVE_MODEL (which needs the S3 object's version)."""
+        variables = {
+            "LAMBDASERVE_MODEL_SHA256": self.sha256,
+            "LAMBDASERVE_MODEL_FORMAT": self.format,
+            "LAMBDASERVE_MODEL_VERSION": str(self.version),
+        }
+        if self.trusted_types:
+            variables["LAMBDASERVE_TRUSTED_TYPES"] = ",".join(self.trusted_types)
+        return variables
+
+
+@dataclass(frozen=True)
+class UsagePlanSettings:
+    """The stage's usage plan (``--rate --burst --quota``); all None means no limits."""
+
+    rate: float | None = None
+    burst: int | None = None
+    quota_limit: int | None = None
+    quota_period: str | None = None  # DAY | WEEK | MONTH
+
+    def throttle(self) -> dict[str, Any] | None:
+        if self.rate is None and self.burst is None:
+            return None
+        return {"rateLimit": float(self.rate or 0), "burstLimit": int(self.burst or 0)}
+
+    def quota(self) -> dict[str, Any] | None:
+        if self.quota_limit is None:
+            return None
+        return {"limit": self.quota_limit, "period": self.quota_period or "DAY"}
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    reserved_concurrency: int | None = None
+    provisioned_concurrency: int | None = None
+    keep_warm: bool = False
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+
+    def __post_init__(self) -> None:
+        if not 128 <= self.memory_mb <= 10240:
+            raise LambdaserveError(
+                f"--memory {self.memory_mb} is outside Lambda's range.", "Give 128 to 10240 (MB)."
+            )
+        if not 1 <= self.timeout_s <= 900:
+            raise LambdaserveError(
+                f"--timeout {self.timeout_s} is outside Lambda's range.",
+                "Give 1 to 900 seconds; API Gateway itself gives up after 29 s.",
+            )
+        for flag, value in (
+            ("--reserved-concurrency", self.reserved_concurrency),
+            ("--provisioned-concurrency", self.provisioned_concurrency),
+        ):
+            if value is not None and value < 0:
+                raise LambdaserveError(f"{flag} {value} is negative.", "Give 0 or more, or leave it out.")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise LambdaserveError(
+                f"--log-retention {self.log_retention_days} is not a period CloudWatch Logs offers.",
+                f"Use one of {', '.join(map(str, LOG_RETENTION_DAYS))} (days).",
+            )
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One model's stage on AWS: which release it serves (and a canary), and how."""
+
+    names: Names
+    stage: str
+    release: Release
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    plan: UsagePlanSettings = field(default_factory=UsagePlanSettings)
+    canary: Release | None = None
+    canary_weight: float = 0.0  # percent
+
+    @property
+    def model(self) -> str:
+        return self.release.model
+
+    @property
+    def image_uri(self) -> str:
+        return self.release.image_uri
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        return ("predict", "predict_proba") if self.release.has_proba else ("predict",)
+
+    def releases(self) -> list[Release]:
+        return [self.release] if self.canary is None else [self.release, self.canary]
