@@ -10,12 +10,14 @@ server in the tests.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
 
+ROLE_PROPAGATION_S = 60.0
 # Error codes that mean "there is no such thing", by service: describe calls return None.
 NOT_FOUND = {
     "NoSuchEntity",  # IAM
@@ -117,15 +119,29 @@ class AWS:
         return self._account
 
     def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
-        """One AWS call; a file path as ``Body`` is streamed from disk."""
+        """One AWS call; a file path as ``Body`` is streamed from disk.
+
+        A role made seconds ago is not yet usable by Lambda everywhere (IAM is eventually
+        consistent): Lambda says it "cannot be assumed". That answer is retried for up to
+        a minute, backing off, as chalice and the AWS CLI's users do.
+        """
+        delay, waited = 1.0, 0.0
+        while True:
+            try:
+                return self._call(service, operation, params)
+            except Exception as exc:
+                if not _role_not_ready(exc) or waited >= ROLE_PROPAGATION_S:
+                    raise self.explain(exc, service, operation) from None
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 8.0)
+
+    def _call(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = params.get("Body")
-        try:
-            if isinstance(body, Path):
-                with body.open("rb") as stream:
-                    return dict(getattr(self.client(service), operation)(**{**params, "Body": stream}))
-            return dict(getattr(self.client(service), operation)(**params))
-        except Exception as exc:
-            raise self.explain(exc, service, operation) from None
+        if isinstance(body, Path):
+            with body.open("rb") as stream:
+                return dict(getattr(self.client(service), operation)(**{**params, "Body": stream}))
+        return dict(getattr(self.client(service), operation)(**params))
 
     def find(self, service: str, operation: str, **params: Any) -> dict[str, Any] | None:
         """A describe call that answers None when the thing does not exist."""
@@ -201,6 +217,12 @@ class AWS:
                 )
             return LambdaserveError(f"AWS {service} {action} failed ({code}): {message}")
         return LambdaserveError(f"AWS {service} {action} failed: {exc}")
+
+
+def _role_not_ready(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    message = str(response.get("Error", {}).get("Message", ""))
+    return error_code(exc) == "InvalidParameterValueException" and "cannot be assumed" in message
 
 
 def error_code(exc: Exception) -> str:

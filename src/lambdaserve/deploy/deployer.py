@@ -20,7 +20,7 @@ from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.current import Current, read_current
 from lambdaserve.deploy.image import ImageContext, detect_builder, image_context, image_tag
 from lambdaserve.deploy.names import Names, check_api_stage, project_name
-from lambdaserve.deploy.plan import ImagePusher, Plan, Reporter, execute
+from lambdaserve.deploy.plan import ImagePusher, Plan, PushImage, Reporter, execute
 from lambdaserve.deploy.planner import plan_deploy
 from lambdaserve.deploy.registry import ImagePublisher
 from lambdaserve.deploy.spec import (
@@ -150,8 +150,12 @@ def deploy(
         image=release.image_uri,
         status="deployed",
     )
-    pusher = (publisher_factory or default_publisher(options.builder))(aws, contexts, progress)
     try:
+        # The builder is looked for only when an image must be built: a deploy that reuses
+        # an image, or takes --image-uri, works on a machine without one.
+        pusher = None
+        if any(isinstance(step, PushImage) for step in plan.steps):
+            pusher = (publisher_factory or default_publisher(options.builder))(aws, contexts, progress)
         result.outputs = execute(plan, aws, progress, pusher)
     except LambdaserveError as exc:
         store.record_deployment(replace(record, status="failed", message=exc.message))

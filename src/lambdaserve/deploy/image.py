@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,61 @@ def build_image(context: ImageContext, image: str, builder: Builder, progress: P
         image_id = iidfile.read_text().strip()
     progress.step(f"Built {image}")
     return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+
+# The glibc of AWS's Lambda base images: Amazon Linux 2 up to Python 3.11, Amazon Linux 2023 after.
+def base_glibc_minor(python: str) -> int:
+    minor = int(python.split(".")[1])
+    return 26 if minor <= 11 else 34
+
+
+def check_wheels(context: ImageContext, progress: Progress) -> None:
+    """Refuse, before a long build, requirements that have no wheel for the base image.
+
+    The base image has no compiler, so every package must come as a wheel for its glibc;
+    pip answers that in a second or two from the package index (``--dry-run``). pip does
+    not widen a manylinux tag to the older ones it implies, so they are listed. Skipped,
+    with a note, where pip is missing or the index cannot be reached.
+    """
+    glibc = base_glibc_minor(context.python)
+    platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(glibc, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    progress.step(f"Checking that every requirement has a wheel for {context.base_image} (glibc 2.{glibc})")
+    with tempfile.TemporaryDirectory(prefix="lambdaserve-wheels-") as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_bytes(context.files["requirements.txt"])
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed"]
+        command += ["--disable-pip-version-check", "--only-binary=:all:", "--implementation", "cp"]
+        command += ["--python-version", context.python, "--target", str(Path(scratch) / "target")]
+        command += ["-r", str(requirements)]
+        for platform in platforms:
+            command += ["--platform", platform]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            progress.step("The wheel check timed out (package index slow?): building anyway")
+            return
+    if done.returncode == 0:
+        return
+    problem = done.stderr.strip().splitlines()
+    if any("No module named pip" in line for line in problem) or any(
+        "connection" in line.lower() for line in problem
+    ):
+        progress.step("Could not check wheels here (no pip, or no package index): building anyway")
+        return
+    raise LambdaserveError(
+        f"A requirement has no wheel for AWS's Python {context.python} base image "
+        f"(glibc 2.{glibc}): " + " ".join(line.removeprefix("ERROR: ") for line in problem[-2:]),
+        "The base image has no compiler, so each pinned version needs a manylinux wheel for it. "
+        + (
+            "AWS's images up to Python 3.11 run Amazon Linux 2 (glibc 2.26), too old for recent wheels "
+            "(numpy 2.3 and later, for one): train with Python 3.12 or later, or pin older versions."
+            if glibc == 26
+            else "Pin a version that has one, or pass --image-uri with an image you built."
+        ),
+    )
 
 
 def _docker_daemon_failure(executable: str) -> str | None:

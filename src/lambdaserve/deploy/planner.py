@@ -154,6 +154,9 @@ def _plan_bundles(plan: Plan, desired: Desired, current: Current) -> dict[int, s
 
 def _plan_image(plan: Plan, desired: Desired, current: Current) -> None:
     names = desired.names
+    if not any(r.image_uri.startswith(names.image_uri("")) for r in desired.releases()):
+        plan.notes.append(f"The image {desired.image_uri} is yours (--image-uri): it is used as it is.")
+        return
     if current.repository is None:
         plan.add(
             Call(

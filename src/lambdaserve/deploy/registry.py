@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.image import Builder, ImageContext, build_image
+from lambdaserve.deploy.image import Builder, ImageContext, build_image, check_wheels
 from lambdaserve.deploy.plan import Reporter
 from lambdaserve.errors import LambdaserveError
 
@@ -36,6 +36,7 @@ class ImagePublisher:
         context = self.contexts.get(uri)
         if context is None:
             raise LambdaserveError(f"No build context for the image {uri}.")
+        check_wheels(context, self.progress)
         image_id = build_image(context, uri, self.builder, self.progress)
         digest = self.push(uri)
         return {"imageId": image_id, "imageDigest": digest}

@@ -29,11 +29,20 @@ def deployed(store: Store, project: str, model: str, stage: str) -> list[Deploym
     return [d for d in store.deployments(project, model) if d.stage == stage and d.status == "deployed"]
 
 
+def users_image(store: Store, project: str, model: str) -> str | None:
+    """The --image-uri of the model's last deploy, if it was one: promote and rollback keep it."""
+    for d in reversed(store.deployments(project, model)):
+        if d.status == "deployed" and d.image:
+            return None if f"/lambdaserve-{project}:" in d.image else d.image
+    return None
+
+
 def promote_options(
     store: Store, options: DeployOptions, version: int, canary_weight: float | None
 ) -> DeployOptions:
     """A deploy of ``version`` to the stage: alone, or as a canary beside what it serves now."""
     project = project_name(options.project, store.root)
+    options = replace(options, image_uri=options.image_uri or users_image(store, project, options.model))
     history = deployed(store, project, options.model, options.stage)
     if canary_weight is None:
         return replace(options, version=version, canary_version=None, canary_weight=0.0)
@@ -72,6 +81,7 @@ def rollback_options(store: Store, options: DeployOptions) -> DeployOptions:
     before = earlier[-1]
     return replace(
         options,
+        image_uri=options.image_uri or users_image(store, project, options.model),
         version=before.version,
         canary_version=before.canary_version,
         canary_weight=before.canary_weight,

@@ -1,0 +1,176 @@
+"""The AWS commands as a user runs them: subprocesses against moto's server on 127.0.0.1.
+
+The image is one "pushed" beforehand (--image-uri), so no builder is needed; the build and
+the engine's every resource are tested in test_lambda_image.py and test_deploy_aws.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+REGION = "eu-west-1"
+PROJECT = "clitest"
+CLI = [sys.executable, "-m", "lambdaserve"]
+
+
+@pytest.fixture
+def moto_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    # The server runs in this process: its settings are this process's environment.
+    monkeypatch.setenv("MOTO_LAMBDA_STUB_ECR", "false")
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "MOTO_LAMBDA_STUB_ECR": "false",
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+        "LAMBDASERVE_HOME": str(tmp_path / "state"),
+        "LAMBDASERVE_PROJECT": PROJECT,
+        "COLUMNS": "200",
+    }
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        env.pop(name, None)
+    try:
+        yield env
+    finally:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+        server.stop()
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"lambdaserve {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def image_uri(moto_env: dict[str, str]) -> str:
+    """An image the user built and pushed themselves."""
+    ecr = boto3.client(
+        "ecr",
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    repository = ecr.create_repository(repositoryName="mine")["repository"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + "b" * 64,
+        },
+        "layers": [],
+    }
+    ecr.put_image(repositoryName="mine", imageManifest=json.dumps(manifest), imageTag="v1")
+    return f"{repository['repositoryUri']}:v1"
+
+
+def test_deploy_status_promote_and_destroy_from_the_command_line(
+    moto_env: dict[str, str], image_uri: str, iris_models: dict[str, Path]
+) -> None:
+    # GIVEN a model pushed to the local store
+    cli(
+        moto_env,
+        "models",
+        "push",
+        str(iris_models["pickle"]),
+        "--name",
+        "iris",
+        "--sample",
+        "[[5.1, 3.5, 1.4, 0.2]]",
+    )
+    deploy = ["deploy", "iris", "--stage", "test", "--region", REGION, "--image-uri", image_uri]
+
+    # WHEN the deploy is planned
+    dry = cli(moto_env, *deploy, "--dry-run")
+    # THEN the plan is printed and nothing exists yet
+    assert "Plan for iris test in eu-west-1 (project clitest" in dry.stdout
+    assert "Create the function clitest-iris (256 MB, 10 s)" in dry.stdout
+    assert "is yours (--image-uri)" in dry.stdout
+    assert as_json(cli(moto_env, "status", "--remote", "--json", "--region", REGION))["models"] == []
+
+    # WHEN it is deployed, then deployed again without --region
+    first = as_json(cli(moto_env, *deploy, "--rate", "10", "--burst", "10", "--quota", "100/DAY", "--json"))
+    again = as_json(cli(moto_env, "deploy", "iris", "--stage", "test", "--image-uri", image_uri, "--json"))
+    # THEN the first prints the endpoint and key; the second changes nothing
+    assert first["url"].endswith(".execute-api.eu-west-1.amazonaws.com/test/iris/predict")
+    assert len(first["api_key"]) >= 20
+    assert (again["changed"], again["plan"], again["url"], again["api_key"]) == (
+        False,
+        [],
+        first["url"],
+        first["api_key"],
+    )
+
+    # WHEN version 1 is promoted to prod on AWS
+    cli(moto_env, "promote", "iris", "1", "--stage", "prod", "--remote")
+    # THEN status --remote shows both stages serving version 1, with their URLs and the image
+    [model] = as_json(cli(moto_env, "status", "--remote", "--json"))["models"]
+    assert [(s["stage"], s["version"]) for s in model["stages"]] == [("prod", 1), ("test", 1)]
+    assert model["image"] == image_uri
+    assert model["stages"][1]["url"] == first["url"]
+    local = cli(moto_env, "status")
+    assert "On AWS (project clitest" in local.stdout
+
+    # WHEN the project is destroyed
+    removed = cli(moto_env, "destroy", "--all", "--yes")
+    # THEN AWS has nothing of it
+    assert "Removed project clitest from eu-west-1" in removed.stdout
+    assert as_json(cli(moto_env, "destroy", "--all", "--dry-run", "--json", "--region", REGION))["plan"] == []
+
+
+def test_missing_credentials_region_and_builder_are_explained(
+    moto_env: dict[str, str], iris_models: dict[str, Path], tmp_path: Path
+) -> None:
+    cli(moto_env, "models", "push", str(iris_models["pickle"]), "--name", "iris")
+    # No region anywhere
+    done = cli(moto_env, "deploy", "iris", "--stage", "test", check=False)
+    assert done.returncode == 1
+    assert "No AWS region is set" in done.stderr
+    assert "Traceback" not in done.stderr
+    # No credentials
+    no_keys = {
+        k: v for k, v in moto_env.items() if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")
+    }
+    done = cli(no_keys, "deploy", "iris", "--stage", "test", "--region", REGION, check=False)
+    assert done.returncode == 1
+    assert "No AWS credentials were found" in done.stderr
+    assert "aws configure" in done.stderr
+    # A stage name API Gateway refuses
+    done = cli(moto_env, "deploy", "iris", "--stage", "my-stage", "--region", REGION, check=False)
+    assert "cannot be an API Gateway stage name" in done.stderr
+    # A builder that is not installed, when an image must be built
+    done = cli(
+        moto_env, "deploy", "iris", "--stage", "test", "--region", REGION, "--builder", "nosuch", check=False
+    )
+    assert done.returncode == 1
+    assert "Unknown --builder 'nosuch'" in done.stderr
+    assert "Traceback" not in done.stderr
