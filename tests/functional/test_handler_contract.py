@@ -340,3 +340,17 @@ def test_rows_of_numbers_for_a_text_model_are_the_callers_error(
     # THEN the caller is told to fix the input, and nobody is paged
     assert result["statusCode"] in (400, 422)
     assert log["level"] == "INFO"
+
+
+def test_the_keep_warm_schedule_is_answered_without_a_prediction(
+    monkeypatch: pytest.MonkeyPatch, iris_models: dict[str, Path]
+) -> None:
+    # GIVEN the handler module with a model loaded (as after INIT)
+    from lambdaserve.runtime import handler as module
+
+    monkeypatch.setenv("LAMBDASERVE_MODEL", str(iris_models["pickle"]))
+    monkeypatch.setattr(module, "_service", None)  # a fresh INIT
+    # WHEN deploy --keep-warm's EventBridge rule invokes it
+    answer = module.handler({"lambdaserve": "warm"}, None)
+    # THEN it answers at once, naming the version that is warm
+    assert answer["warm"] is True
