@@ -34,6 +34,7 @@ from lambdaserve.deploy.names import TAG_PROJECT
 from lambdaserve.deploy.plan import ImagePusher, Reporter, execute
 from lambdaserve.deploy.remote import promote_options, rollback_options
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
+from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.store import Store
 
 REAL = os.environ.get("LAMBDASERVE_TEST_AWS") == "real"
@@ -351,3 +352,44 @@ def assert_nothing_left(project: str) -> None:
     assert [r for r in repositories if r["repositoryName"] == f"lambdaserve-{project}"] == []
     s3 = boto3.client("s3", region_name=REGION)
     assert [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(f"lambdaserve-{project}-")] == []
+
+
+class FailOnce(CallLog):
+    """Makes one AWS operation fail the first time it is sent, as a network cut would."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__()
+        self.operation, self.failed = operation, False
+
+    def _record(self, model: Any, **kwargs: Any) -> None:
+        super()._record(model, **kwargs)
+        if model.name == self.operation and not self.failed:
+            self.failed = True
+            raise ConnectionError(f"connection reset during {model.name}")
+
+
+@pytest.mark.skipif(REAL, reason="cuts a deploy short on purpose; run against moto only")
+def test_a_deploy_cut_short_is_recorded_and_the_next_run_converges(
+    aws_account: None, store: Store, project: str, topics_bundle: tuple[dict[str, Any], Path]
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    options = DeployOptions(model="topics", stage="test", project=project, region=REGION)
+    try:
+        # GIVEN a deploy whose network fails half way (at the alias)
+        with pytest.raises(LambdaserveError, match="CreateAlias"):
+            run(store, FailOnce("CreateAlias"), registry, options)
+        # THEN the failure is recorded
+        [failed] = store.deployments(project)
+        assert (failed.status, failed.version) == ("failed", 1)
+        # WHEN the same deploy runs again
+        calls = CallLog()
+        done = run(store, calls, registry, options)
+        # THEN it does only what was left, and a third run has nothing to do
+        assert "lambda:CreateFunction" not in calls.writes()
+        assert "lambda:CreateAlias" in calls.writes()
+        assert done.url is not None
+        assert not run(store, CallLog(), registry, options).changed
+    finally:
+        destroy(store, project)
+    assert_nothing_left(project)
