@@ -178,7 +178,7 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         first = run(store, calls, registry, options)
         # THEN every resource is there, as described
         check_resources(first, project)
-        assert registry.pushed == [first.desired.image_uri]
+        assert REAL or registry.pushed == [first.desired.image_uri]
 
         # WHEN it is deployed again with nothing changed (and no flags)
         calls.operations.clear()
@@ -193,7 +193,8 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         calls.operations.clear()
         second = run(store, calls, registry, DeployOptions(model="topics", stage="test", project=project))
         # THEN it is uploaded, published as a new Lambda version and the alias flips; no image build
-        assert registry.pushed == [first.desired.image_uri]
+        assert REAL or registry.pushed == [first.desired.image_uri]
+        assert "ecr:GetAuthorizationToken" not in calls.operations
         assert {"s3:PutObject", "lambda:PublishVersion", "lambda:UpdateAlias"} <= set(calls.writes())
         assert "lambda:CreateFunction" not in calls.operations
         lam = boto3.client("lambda", region_name=REGION)
