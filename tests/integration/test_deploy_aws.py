@@ -394,3 +394,44 @@ def test_a_deploy_cut_short_is_recorded_and_the_next_run_converges(
     finally:
         destroy(store, project)
     assert_nothing_left(project)
+
+
+@pytest.mark.skipif(REAL, reason="two models: run against moto only, to keep the real run short")
+def test_destroying_one_model_keeps_the_others_endpoints(
+    aws_account: None,
+    store: Store,
+    project: str,
+    topics_bundle: tuple[dict[str, Any], Path],
+    iris_bundle: tuple[dict[str, Any], Path],
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    store.add_version("iris", *iris_bundle)
+    try:
+        # GIVEN two models of one project deployed to the same stage
+        for model in ("topics", "iris"):
+            run(store, CallLog(), registry, DeployOptions(model, "test", project=project, region=REGION))
+        # WHEN one of them is destroyed
+        destroy(store, project, "iris")
+        # THEN its function, role and routes are gone, and the other's are all there
+        lam = boto3.client("lambda", region_name=REGION)
+        assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == [f"{project}-topics"]
+        apigw = boto3.client("apigateway", region_name=REGION)
+        [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}"]
+        paths = {r["path"] for r in apigw.get_resources(restApiId=api["id"])["items"]}
+        assert paths == {"/", "/topics", "/topics/predict", "/topics/predict_proba"}
+        iam = boto3.client("iam", region_name=REGION)
+        assert [r["RoleName"] for r in iam.list_roles()["Roles"] if project in r["RoleName"]] == [
+            f"lambdaserve-{project}-topics"
+        ]
+        s3 = boto3.client("s3", region_name=REGION)
+        bucket = f"lambdaserve-{project}-123456789012-{REGION}"
+        keys = [o["Key"] for o in s3.list_object_versions(Bucket=bucket).get("Versions", [])]
+        assert keys
+        assert all(k.startswith("bundles/topics/") for k in keys)
+        # and redeploying the remaining model changes nothing but the stage's routes snapshot
+        again = run(store, CallLog(), registry, DeployOptions("topics", "test", project=project))
+        assert [s.operation for s in again.plan.steps] == ["create_deployment"]  # type: ignore[union-attr]
+    finally:
+        destroy(store, project)
+    assert_nothing_left(project)

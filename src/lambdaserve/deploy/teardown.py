@@ -93,8 +93,11 @@ def find_resources(aws: AWS, names: Names, model: str | None = None) -> Inventor
         if found.whole_project:
             found.api = api
         elif model in found.api_models:
-            resource = next(r["id"] for r in resources if r.get("path") == f"/{model}")
-            found.api = {**api, "model_resource": resource}
+            # Deepest first: API Gateway removes children with their parent, but removing
+            # them first leaves nothing dangling anywhere (moto keeps orphans otherwise).
+            own = [r for r in resources if r["path"] == f"/{model}" or r["path"].startswith(f"/{model}/")]
+            own.sort(key=lambda r: -r["path"].count("/"))
+            found.api = {**api, "model_resources": [(r["id"], r["path"]) for r in own]}
         stages = aws.call("apigateway", "get_stages", restApiId=api["id"])["item"]
         found.api_stages = [s["stageName"] for s in stages]
     if found.whole_project:
@@ -133,16 +136,17 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
                 Call("events", "remove_targets", {"Rule": rule, "Ids": ids}, f"Remove the targets of {rule}")
             )
         plan.add(Call("events", "delete_rule", {"Name": rule}, f"Delete the rule {rule}"))
-    if found.api is not None and "model_resource" in found.api:
+    if found.api is not None and "model_resources" in found.api:
         api_id = found.api["id"]
-        plan.add(
-            Call(
-                "apigateway",
-                "delete_resource",
-                {"restApiId": api_id, "resourceId": found.api["model_resource"]},
-                f"Remove /{model} from the API",
+        for resource_id, path in found.api["model_resources"]:
+            plan.add(
+                Call(
+                    "apigateway",
+                    "delete_resource",
+                    {"restApiId": api_id, "resourceId": resource_id},
+                    f"Remove {path} from the API",
+                )
             )
-        )
         for stage in found.api_stages:
             plan.add(
                 Call(
@@ -217,7 +221,7 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
                     "apigateway", "delete_api_key", {"apiKey": key["id"]}, f"Delete the API key {key['name']}"
                 )
             )
-        if found.api is not None and "model_resource" not in found.api:
+        if found.api is not None and "model_resources" not in found.api:
             plan.add(
                 Call(
                     "apigateway",
