@@ -1,0 +1,257 @@
+"""``lambdaserve export cloudformation``: the project's AWS resources as a template.
+
+What each model's stages serve (version, canary) comes from the local store, the function
+and usage plan settings from the flags, as ``lambdaserve deploy`` takes them. Nothing talks
+to AWS, so no credentials are needed: the account is left to CloudFormation
+(``${AWS::AccountId}``) unless ``--account`` gives it. The template goes to stdout, or to
+``-o PATH`` (JSON when PATH ends in ``.json``, else YAML); notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from lambdaserve.cli.admin_commands import open_store, require_model, state_root
+from lambdaserve.cli.output import handle_errors, out, warn
+from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.deploy.cloudformation import (
+    ACCOUNT_PLACEHOLDER,
+    FORMATS,
+    build_template,
+    dump_template,
+    logical_part,
+    release_image_tag,
+    releases_needing_history,
+)
+from lambdaserve.deploy.names import Names, project_name
+from lambdaserve.deploy.spec import (
+    DEFAULT_LOG_RETENTION_DAYS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    Desired,
+    FunctionSettings,
+    Release,
+    UsagePlanSettings,
+)
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.store import Alias, Store
+from lambdaserve.store.records import parse_quota
+from lambdaserve.store.store import check_limits
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+export_app = typer.Typer(
+    help="Write the project's AWS resources for other tools.\n\n"
+    "Example:\n\n    lambdaserve export cloudformation -o template.yaml",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@handle_errors
+def cloudformation(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the template here (.json: JSON, else YAML) [default: stdout]."
+    ),
+    models: list[str] | None = typer.Option(
+        None, "--model", "-m", help="A model to export; repeat for more [default: every model with a stage]."
+    ),
+    project: str | None = typer.Option(
+        None,
+        "--project",
+        help="Project name [default: $LAMBDASERVE_PROJECT, else the state folder's parent's name].",
+    ),
+    region: str | None = typer.Option(
+        None, "--region", help="The AWS region to deploy to [default: $AWS_REGION, $AWS_DEFAULT_REGION]."
+    ),
+    account: str | None = typer.Option(
+        None, "--account", help="The 12-digit AWS account ID [default: left to CloudFormation]."
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", help="yaml or json [default: from the -o suffix, else yaml]."
+    ),
+    memory: int = typer.Option(DEFAULT_MEMORY_MB, "--memory", help="Function memory in MB."),
+    timeout: int = typer.Option(DEFAULT_TIMEOUT_S, "--timeout", help="Function timeout in s."),
+    reserved: int | None = typer.Option(
+        None, "--reserved-concurrency", help="Cap on each function's concurrent executions."
+    ),
+    provisioned: int | None = typer.Option(
+        None, "--provisioned-concurrency", help="Environments kept initialised for each stage."
+    ),
+    keep_warm: bool = typer.Option(
+        False, "--keep-warm", help="Invoke each stage every 5 minutes (EventBridge rule)."
+    ),
+    log_retention: int = typer.Option(
+        DEFAULT_LOG_RETENTION_DAYS, "--log-retention", help="Days to keep logs."
+    ),
+    rate: float | None = typer.Option(None, "--rate", help="Usage plan: requests per second (with --burst)."),
+    burst: int | None = typer.Option(None, "--burst", help="Usage plan: bucket size of the throttle."),
+    quota: str | None = typer.Option(None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH, e.g. 100/DAY."),
+    state_dir: Path | None = STATE_OPTION,
+) -> None:
+    """Write a CloudFormation template of the project: what `lambdaserve deploy` makes.
+
+    Each model with a stage becomes a Lambda function (an image), a version per model version
+    its stages serve, an alias per stage (a canary as alias weights), and resources of one
+    REST API with an API key and a usage plan per stage; plus the S3 bucket and the ECR
+    repository. Deploy it with StorageOnly=true first, upload the model files and push the
+    images, then deploy with the ModelObjectVersion parameters (see docs/aws.md). Apply a
+    new export after each promote or rollback.
+
+    Example:
+
+        lambdaserve export cloudformation -o template.yaml --region eu-west-1 --rate 10 --burst 10
+
+        lambdaserve export cloudformation --model news --keep-warm --quota 100/DAY > news.yaml
+    """
+    fmt = _format(fmt, output)
+    names = Names(project_name(project, state_root(state_dir)), _account(account), _region(region))
+    quota_limit, quota_period = parse_quota(quota)
+    check_limits(rate, burst, quota_limit, quota_period)
+    function = FunctionSettings(memory, timeout, reserved, provisioned, keep_warm, log_retention)
+    plan = UsagePlanSettings(rate, burst, quota_limit, quota_period)
+    with open_store(state_dir) as store:
+        desired, configured = desired_stages(store, names, models or [], function, plan)
+    text = dump_template(build_template(desired, configured=configured), fmt)
+    for model, versions in releases_needing_history(desired).items():
+        served = ", ".join(map(str, versions))
+        warn(
+            f"The stages of {model} serve versions {served}. CloudFormation publishes Lambda versions "
+            f"from the function's one configuration, that of version {configured[model]} here: apply "
+            "this template to a stack that already has the others (from earlier exports); a new "
+            "stack would publish every version with that model."
+        )
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise LambdaserveError(f"Cannot write {output}: {exc.strerror}.", "Check the path.") from None
+    _show_next_steps(output, names, desired, configured)
+
+
+export_app.command("cloudformation")(cloudformation)
+
+
+def desired_stages(
+    store: Store, names: Names, models: list[str], function: FunctionSettings, plan: UsagePlanSettings
+) -> tuple[list[Desired], dict[str, int]]:
+    """Every stage of the models, and the version each model's function is configured with.
+
+    That version is what the model's most recently changed stage brought in (its canary, if
+    it has one): the one release a stack update can publish a Lambda version of.
+    """
+    aliases = store.aliases()
+    for model in models:
+        require_model(store, model)
+        if not any(a.model == model for a in aliases):
+            raise LambdaserveError(
+                f"{model!r} has no stage yet, so there is nothing of it to deploy.",
+                f"Promote a version first: lambdaserve promote {model} VERSION --stage test",
+            )
+    chosen = [a for a in aliases if not models or a.model in models]
+    if not chosen:
+        raise LambdaserveError(
+            "No model has a stage yet, so there is nothing to deploy.",
+            "Push and promote one first: lambdaserve models push MODEL_FILE --name NAME, "
+            "then lambdaserve promote NAME 1 --stage test",
+        )
+    desired = [
+        Desired(
+            names=names,
+            stage=alias.stage,
+            release=_release(store, alias.model, alias.version),
+            function=function,
+            plan=plan,
+            canary=_release(store, alias.model, alias.canary_version) if alias.canary_version else None,
+            canary_weight=alias.canary_weight,
+        )
+        for alias in chosen
+    ]
+    latest: dict[str, Alias] = {}
+    for alias in chosen:
+        before = latest.get(alias.model)
+        if before is None or (alias.updated, _newest(alias)) > (before.updated, _newest(before)):
+            latest[alias.model] = alias
+    return desired, {model: _newest(alias) for model, alias in sorted(latest.items())}
+
+
+def _show_next_steps(output: Path, names: Names, desired: list[Desired], configured: dict[str, int]) -> None:
+    releases = {(r.model, r.version): r for d in desired for r in d.releases()}
+    current = [releases[(model, version)] for model, version in configured.items()]
+    deploy = (
+        f"aws cloudformation deploy --stack-name lambdaserve-{names.project} --template-file {output} "
+        "--capabilities CAPABILITY_NAMED_IAM --parameter-overrides"
+    )
+    stages = ", ".join(sorted({d.stage for d in desired}))
+    models = ", ".join(configured)
+    out.print(
+        "[green]✓[/] " + escape(f"Wrote {output}: project {names.project}, models {models}; stages {stages}.")
+    )
+    versions = " ".join(f"{logical_part(r.model)}ModelObjectVersion=VERSION_ID" for r in current)
+    lines = [
+        "Then, from a pipeline or by hand:",
+        f"  {deploy} StorageOnly=true",
+        "  Upload each model file to the stack's ModelBucket output, keeping the VersionId it answers:",
+        *(
+            f"    aws s3api put-object --bucket BUCKET --key {names.bundle_key(r.model, r.sha256, r.suffix)} "
+            f"--body {r.file}"
+            for r in current
+        ),
+        "  Build each function's image and push it to the ImageRepositoryUri output with this tag",
+        "  (or pass an ImageUri parameter per model):",
+        *(
+            f"    {r.model}: {release_image_tag(r)} (Python {r.python}; {', '.join(r.requirements)})"
+            for r in current
+        ),
+        # StorageOnly=false is needed: aws cloudformation deploy keeps a parameter's previous value.
+        f"  {deploy} StorageOnly=false {versions}",
+    ]
+    out.print("\n".join(lines), markup=False)
+
+
+def _newest(alias: Alias) -> int:
+    return alias.canary_version if alias.canary_version is not None else alias.version
+
+
+def _release(store: Store, model: str, version: int) -> Release:
+    record = store.version(model, version)
+    return Release.from_version(record, store.model_path(record))
+
+
+def _region(region: str | None) -> str:
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise LambdaserveError(
+            "No AWS region: the bucket's name and the endpoints' URLs carry it.",
+            "Pass --region (e.g. --region eu-west-1), or set AWS_REGION.",
+        )
+    if not _REGION.fullmatch(region):
+        raise LambdaserveError(f"{region!r} is not an AWS region.", "e.g. --region eu-west-1")
+    return region
+
+
+def _account(account: str | None) -> str:
+    if account is None:
+        return ACCOUNT_PLACEHOLDER
+    if not re.fullmatch(r"\d{12}", account):
+        raise LambdaserveError(
+            f"{account!r} is not an AWS account ID.", "Give its 12 digits, e.g. 123456789012."
+        )
+    return account
+
+
+def _format(fmt: str | None, output: Path | None) -> str:
+    if fmt is None:
+        return "json" if output is not None and output.suffix.lower() == ".json" else "yaml"
+    if fmt not in FORMATS:
+        raise LambdaserveError(f"Unknown --format {fmt!r}.", f"Use one of: {', '.join(FORMATS)}.")
+    return fmt
