@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,30 @@ def test_deploy_status_promote_and_destroy_from_the_command_line(
         first["url"],
         first["api_key"],
     )
+
+    # WHEN the function has logged (moto runs no image function: the lines are put as Lambda would)
+    logs = boto3.client(
+        "logs",
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    group = f"/aws/lambda/{PROJECT}-iris"
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/11/26/[1]abc")
+    now_ms = int(time.time() * 1000)
+    lines = ["START RequestId: r1 Version: 1", "END RequestId: r1", "REPORT RequestId: r1 Duration: 2.1 ms"]
+    events = [{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)]
+    logs.put_log_events(logGroupName=group, logStreamName="2026/11/26/[1]abc", logEvents=events)
+    # THEN logs --remote shows them
+    shown = [
+        json.loads(line)["line"]
+        for line in cli(moto_env, "logs", "iris", "--remote", "--json").stdout.splitlines()
+    ]
+    assert shown == lines
+    # and a deploy to another region than the project's is refused
+    elsewhere = cli(moto_env, "deploy", "iris", "--stage", "test", "--region", "us-east-1", check=False)
+    assert "is deployed in eu-west-1, not us-east-1" in elsewhere.stderr
 
     # WHEN version 1 is promoted to prod on AWS
     cli(moto_env, "promote", "iris", "1", "--stage", "prod", "--remote")

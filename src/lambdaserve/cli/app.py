@@ -14,6 +14,7 @@ from lambdaserve.cli import (
     log_command,
     serve_command,
 )
+from lambdaserve.cli.export_command import export_app
 
 app = typer.Typer(
     name="lambdaserve",
@@ -90,6 +91,7 @@ keys_app.command("revoke")(key_commands.revoke_key)
 app.add_typer(models_app, name="models")
 app.add_typer(plans_app, name="plans")
 app.add_typer(keys_app, name="keys")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:

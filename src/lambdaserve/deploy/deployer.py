@@ -134,6 +134,13 @@ def deploy(
     desired = replace(
         desired, function=_function_settings(options, current), plan=_plan_settings(options, current)
     )
+    if desired.canary is not None and desired.function.provisioned_concurrency:
+        # Lambda keeps no provisioned concurrency on an alias with routing weights.
+        raise LambdaserveError(
+            f"The stage {desired.stage} has provisioned concurrency, which AWS refuses beside a canary.",
+            f"Remove it first (lambdaserve deploy {desired.model} --stage {desired.stage} "
+            "--provisioned-concurrency off), and set it again once the canary ends.",
+        )
     plan = plan_deploy(desired, current)
     result = DeployResult(desired=desired, plan=plan)
     if options.dry_run:

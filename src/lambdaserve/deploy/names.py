@@ -46,10 +46,12 @@ def project_name(explicit: str | None, state_dir: Path) -> str:
 
 
 def check_api_stage(stage: str) -> str:
-    if not _API_STAGE.fullmatch(stage):
+    # The stage is also the Lambda alias's name, which may not be all digits (a version number).
+    if not _API_STAGE.fullmatch(stage) or stage.isdigit():
         raise LambdaserveError(
             f"{stage!r} cannot be an API Gateway stage name.",
-            "On AWS, stage names take letters, digits and '_' only (e.g. test, prod, canary_1).",
+            "On AWS, stage names take letters, digits and '_' only, and not only digits, as the "
+            "stage is also a Lambda alias (e.g. test, prod, canary_1).",
         )
     return stage
 
