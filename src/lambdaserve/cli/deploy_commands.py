@@ -252,10 +252,15 @@ def destroy_command(
             execute(plan, aws, reporter)
         store.record_deployment(
             Deployment(
-                project=name, region=aws.region, account=names.account, model=model or "*", stage="*",
-                version=0, status="destroyed",
+                project=name,
+                region=aws.region,
+                account=names.account,
+                model=model or "*",
+                stage="*",
+                version=0,
+                status="destroyed",
             )
-        )  # fmt: skip
+        )
     if as_json:
         print_json({"project": name, "region": aws.region, "removed": plan.describe()})
     else:
