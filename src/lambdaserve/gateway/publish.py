@@ -51,7 +51,10 @@ async def publish_upload(
         raise UploadRefused(400, '\'key\' must be an object such as {"name": "alice", "plan": "default"}.')
     started = time.perf_counter()
 
-    report = await asyncio.to_thread(inspect_model, upload.path)
+    try:
+        report = await asyncio.to_thread(inspect_model, upload.path)
+    except LambdaserveError as exc:  # not a model file of the format its name says
+        raise UploadRefused(422, exc.message, exc.hint) from None
     if report.needs_trust and not trust:
         raise UploadRefused(
             422,
