@@ -21,8 +21,10 @@ SCREENSHOTS = ROOT / "test-output" / "console"
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
+    """One browser per module, closed with it: Playwright's sync API runs an event loop in
+    this thread while it is open, and the other suites' ``asyncio.run`` must not meet it."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():

@@ -12,9 +12,9 @@ sign in once with the token and then hold a session cookie instead:
   request that changes state (anything but GET, HEAD, OPTIONS) and is authenticated by the
   cookie must carry it in ``X-CSRF-Token``; a bearer-token request needs none, since
   browsers never add that header on their own;
-- sessions live in the server's memory: they end after ``SESSION_TTL_S`` without use, on
-  sign-out, and when the server stops. At most ``MAX_SESSIONS`` are kept (the least
-  recently used goes first), so signing in in a loop cannot grow memory.
+- sessions live in the server's memory: they end ``SESSION_TTL_S`` after signing in (when
+  the cookie expires too), on sign-out, and when the server stops. At most ``MAX_SESSIONS``
+  are kept (the least recently used goes first), so signing in in a loop cannot grow memory.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class SessionBook:
         if session is None:
             return None
         now = self._clock()
-        if now - session.last_used > SESSION_TTL_S:
+        if now - session.created > SESSION_TTL_S:
             del self._sessions[digest]
             return None
         session.last_used = now

@@ -104,5 +104,6 @@
   });
 
   load();
-  setInterval(load, 5000); // usage moves while callers call
+  // Usage moves while callers call; not while the user is filling in a form.
+  setInterval(() => { if (!document.querySelector("form:focus-within")) load(); }, 5000);
 })();
