@@ -1,24 +1,29 @@
 """The web console in a real browser, as a user goes through it (issue 5).
 
 One ``lambdaserve serve`` with nothing registered, one signed-in browser page; the tests run
-in the order a user works: sign in, upload the newsgroups model and try it, call it from
-Python with the key the page showed, publish and promote a second version, put a key on a
-plan with a quota of 3, watch the charts, and look at it all on a phone in dark mode.
+in the order a user works: sign in, upload the newsgroups model and try it, trust a flagged
+pickle, call the model from Python with the key the page showed, publish and promote a
+second version, put a key on a plan with a quota of 3, watch the charts, and look at it all
+on a phone in dark mode.
 Each page is saved to ``test-output/console/``; every page must load without a script error
 or a Content-Security-Policy violation.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import httpx
+import numpy as np
 import pytest
 from gateway_support import Served, ServerPool, wait_until
 from playwright.sync_api import Browser, Page, expect
+from sklearn.linear_model import LinearRegression
 
 SPACE_POST = '["The rocket reached orbit and the crew could see the moon"]'
 shown: dict[str, Any] = {}  # what the pages showed, for the tests that follow
@@ -55,7 +60,9 @@ def page(chromium: Browser, served: Served, page_errors: list[str]) -> Iterator[
 @pytest.fixture(autouse=True)
 def no_page_errors(page_errors: list[str]) -> Iterator[None]:
     yield
-    assert page_errors == [], "the console's pages logged errors"
+    logged = list(page_errors)
+    page_errors.clear()  # one test's errors fail that test only
+    assert logged == [], "the console's pages logged errors"
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +76,20 @@ def news_v2(newsgroups_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return path
 
 
+@pytest.fixture(scope="module")
+def flagged_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working regressor that carries a reference to os.getcwd: the scan flags it."""
+    model = LinearRegression().fit(np.array([[1.0], [2.0], [3.0]]), np.array([2.0, 4.0, 6.0]))
+    model.helper = os.getcwd
+    path = tmp_path_factory.mktemp("flagged") / "flagged.pickle"
+    path.write_bytes(pickle.dumps(model))
+    return path
+
+
 def shoot(page: Page, directory: Path, name: str) -> None:
-    page.evaluate("window.scrollTo(0, 0)")
+    """A full-page picture as a reader should see it: from the top, without passing toasts."""
+    page.mouse.move(0, 0)
+    page.evaluate("window.scrollTo(0, 0); document.getElementById('toasts')?.replaceChildren()")
     page.screenshot(path=str(directory / f"console-{name}.png"), full_page=True)
 
 
@@ -140,6 +159,31 @@ def test_uploading_the_newsgroups_model_gives_an_endpoint_that_answers_try_it(
     expect(page.locator("#try-latency")).to_contain_text(" ms")
     shoot(page, screenshots, "upload")
     shown.update(url=url, key=key)
+
+
+def test_a_flagged_pickle_is_published_only_after_the_user_trusts_it(
+    page: Page, flagged_model: Path, screenshots: Path, page_errors: list[str]
+) -> None:
+    # GIVEN a model file whose scan flags a reference to the os module
+    page.goto("/_/upload")
+    page.set_input_files("#file-input", str(flagged_model))
+    page.fill("#sample", "[[4.0]]")
+    page.click("#upload-button")
+    # THEN the report names the flagged global and asks for trust before loading anything
+    expect(page.locator("#report-badge")).to_have_text("needs your trust", timeout=60_000)
+    expect(page.locator("#flagged-list")).to_contain_text("getcwd")
+    expect(page.locator("#endpoint")).to_be_hidden()
+    expect(page.locator("#trust-button")).to_be_disabled()
+    # (the browser logs the refusal's 422 as a failed load: expected here)
+    assert [e for e in page_errors if "status of 422" not in e] == []
+    page_errors.clear()
+    shoot(page, screenshots, "upload-trust")
+    # WHEN the user says they trust it, THEN the same upload is published and served
+    page.check("#trust-check")
+    page.click("#trust-button")
+    expect(page.locator("#endpoint-badge")).to_have_text("serving version 1", timeout=60_000)
+    expect(page.locator("#report-badge")).to_have_text("passed")
+    expect(page.locator("#endpoint-url")).to_contain_text("/test/flagged/predict")
 
 
 def test_the_key_the_page_showed_works_from_python() -> None:

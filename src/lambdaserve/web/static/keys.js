@@ -34,7 +34,8 @@
   }
 
   function usage(key) {
-    if (key.quota === null) return el("span", {}, `${key.used} (no quota)`);
+    // As in API Gateway, a key's requests are counted against a quota only: none, no count.
+    if (key.quota === null) return el("span", { class: "muted" }, "no quota, not counted");
     const share = Math.min(1, key.used / key.quota);
     return el("div", { class: `meter${share >= 1 ? " full" : ""}` },
       el("div", { class: "progress" }, el("div", { class: "progress-bar", style: null, dataset: { share } })),
