@@ -368,7 +368,8 @@ class Gateway:
         """
         python = await asyncio.to_thread(self._python_for, record)
         function = self._build(record.model, str(record.version), python, record)
-        function.spawn_template()
+        if self.settings.function.runtime == "default":  # runtime clients run INIT per environment
+            function.spawn_template()
         return function
 
     def adopt(self, function: Function) -> bool:
