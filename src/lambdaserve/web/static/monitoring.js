@@ -17,7 +17,9 @@
     latency: { series: [["p50", "p50", "--chart-1"], ["p95", "p95", "--chart-2"], ["p99", "p99", "--chart-3"]], unit: "ms" },
     errors: { series: [["4xx", "errors_4xx", "--chart-3"], ["5xx", "errors_5xx", "--chart-4"]], unit: "%", scale: 100 },
     saturation: {
-      series: [["busy", "busy", "--chart-1"], ["environments", "total", "--chart-2"], ["throttled/s", "throttled", "--chart-4"]],
+      // Environments on the left axis; refusals per second, another unit, on the right one.
+      series: [["busy", "busy", "--chart-1"], ["environments", "total", "--chart-2"],
+        ["throttled/s", "throttled", "--chart-4", "rate"]],
       unit: "",
     },
   };
@@ -27,6 +29,9 @@
     const spec = SIGNALS[name];
     const grid = { stroke: css("--chart-grid"), width: 1 };
     const axis = { stroke: css("--muted"), grid, ticks: grid };
+    const fromZero = (floor) => (u, min, max) => [0, Math.max(max || 0, floor) * 1.15];
+    const tickText = (suffix) => (u, ticks) => ticks.map((t) => `${+t.toFixed(2)}${suffix}`);
+    const hasRate = spec.series.some((entry) => entry[3] === "rate");
     const options = {
       width: Math.max(target.clientWidth, 240),
       height: 220,
@@ -34,12 +39,17 @@
       scales: {
         // The whole window, always: a quiet minute shows as a flat line, not as a zoomed-in instant.
         x: { time: true, range: () => [Date.now() / 1000 - windowMinutes() * 60, Date.now() / 1000] },
-        y: { range: (u, min, max) => [0, Math.max(max || 0, name === "errors" ? 1 : 0.001) * 1.15] },
+        y: { range: fromZero(name === "errors" ? 1 : 0.001) },
+        rate: { range: fromZero(1) },
       },
-      axes: [axis, { ...axis, size: 52, values: (u, ticks) => ticks.map((t) => `${+t.toFixed(2)}${spec.unit === "%" ? "%" : ""}`) }],
-      series: [{}, ...spec.series.map(([label, , color]) => ({
-        label, stroke: css(color), width: 2, spanGaps: false,
-        value: (u, v) => (v === null || v === undefined ? "–" : `${+v.toFixed(2)} ${spec.unit}`.trim()),
+      axes: [
+        axis,
+        { ...axis, size: 52, values: tickText(spec.unit === "%" ? "%" : "") },
+        ...(hasRate ? [{ ...axis, scale: "rate", side: 1, size: 44, grid: { show: false }, values: tickText("/s") }] : []),
+      ],
+      series: [{}, ...spec.series.map(([label, , color, scale]) => ({
+        label, stroke: css(color), width: 2, spanGaps: false, scale: scale || "y",
+        value: (u, v) => (v === null || v === undefined ? "–" : `${+v.toFixed(2)} ${scale ? "/s" : spec.unit}`.trim()),
       }))],
     };
     const chart = new uPlot(options, [[], ...spec.series.map(() => [])], target);
