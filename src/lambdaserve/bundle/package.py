@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve import __version__
+from lambdaserve.bundle.inspection import ModelReport
 from lambdaserve.bundle.manifest import Manifest, write_bundle
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.execution.environments import Progress, SilentProgress
@@ -37,15 +38,19 @@ def check_model(
     requirements: list[str] | None = None,
     env_mode: str = "auto",
     progress: Progress | None = None,
+    report: ModelReport | None = None,
 ) -> Manifest:
-    """Inspect, refuse if dangerous, load and smoke-test: the manifest of a checked model."""
+    """Inspect, refuse if dangerous, load and smoke-test: the manifest of a checked model.
+
+    ``report``: the file's inspection, when the caller has made it already.
+    """
     progress = progress or SilentProgress()
     if model_path.is_dir():
         raise LambdaserveError(
             f"{model_path} is a directory.", "Give the model file itself, e.g. model.pickle."
         )
     progress.step(f"Inspecting {model_path.name}")
-    target = load_target(model_path, trust=trust, requirements=requirements, name=name)
+    target = load_target(model_path, trust=trust, requirements=requirements, name=name, report=report)
     report = target.report
     if report is None:  # load_target always inspects a model file
         raise LambdaserveError(f"{model_path} could not be inspected.")

@@ -62,12 +62,17 @@ def serve(
     ),
     env: str = ENV_OPTION,
     trust: bool = TRUST_OPTION,
+    max_upload_mb: int = typer.Option(
+        200, "--max-upload-mb", help="Largest model file the web console accepts, in MB."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Serve models (or your own handler) behind a local API Gateway + Lambda.
+    """Serve models (or your own handler) behind a local API Gateway + Lambda, and the console.
 
     With a model file, registers it (a new version when its content changed), points the
     stage at it, creates an API key on first use, and prints the URL, the key and a curl line.
+    Without one, serves what is registered; with nothing registered yet, serves the web
+    console at /_/, where a model can be uploaded.
 
     Example:
 
@@ -84,6 +89,8 @@ def serve(
     if runtime not in ("default", "awslambdaric"):
         raise LambdaserveError(f"Unknown --runtime {runtime!r}.", "Use default or awslambdaric.")
     check_stage(stage)
+    if max_upload_mb < 1:
+        raise LambdaserveError("--max-upload-mb must be at least 1.", "e.g. --max-upload-mb 500")
     store = Store(state_dir)
     served: list[tuple[str, str]] = []
     handlers: list[Any] = []
@@ -93,11 +100,6 @@ def serve(
         served.append((function_name, "$LATEST"))
     elif model is not None:
         served.append(_register(store, model, name, stage, trust, env, as_json))
-    elif not store.aliases():
-        raise LambdaserveError(
-            "Nothing to serve: give a model file, a bundle or --handler.",
-            "e.g. lambdaserve serve model.pickle",
-        )
 
     created_key = None
     if not no_api_key:
@@ -127,21 +129,21 @@ def serve(
         domain_name=f"{host}:{port}",
         warm=served,
         on_event=_event_printer(as_json),
+        max_upload_mb=max_upload_mb,
     )
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     routes = [(n, stage) for n, _ in served] or [(a.model, a.stage) for a in store.aliases()]
 
     def announce() -> None:
-        first_name, first_stage = routes[0]
-        url = (
-            f"{base}/{first_stage}/{first_name}/predict"
-            if not handlers
-            else f"{base}/{first_stage}/{first_name}"
-        )
+        first_name, first_stage = routes[0] if routes else (None, None)
+        url = None
+        if first_name is not None:
+            url = f"{base}/{first_stage}/{first_name}" + ("" if handlers else "/predict")
         if as_json:
             info = {
                 "url": url,
                 "base": base,
+                "console": f"{base}/_/",
                 "model": first_name,
                 "stage": first_stage,
                 "version": served[0][1] if served else None,
@@ -156,15 +158,19 @@ def serve(
         out.print(f"[green]✓[/] Serving on [bold]{base}[/]  (state: {store.root})")
         for route_name, route_stage in routes:
             out.print(f"  POST {base}/{route_stage}/{route_name}/predict")
+        if not routes:
+            out.print("  Nothing registered yet: upload a model in the console.")
         if created_key:
             out.print(f"  API key (shown once): [bold]{created_key}[/]")
         elif not no_api_key:
             out.print("  API key: your existing one (make another: lambdaserve keys create --name NAME)")
         if new_token:
             out.print(f"  Admin token (shown once, also in {store.root / 'admin-token'}): {token}")
-        key_header = "" if no_api_key else f" -H 'x-api-key: {created_key or '$KEY'}'"
-        out.print(f"  Try: curl -X POST {url}{key_header} -d '[\"some text\"]'")
-        out.print(f"  Docs: {base}/_/docs   Logs: lambdaserve logs {first_name} --follow")
+        out.print(f"  Console: {base}/_/  (sign in with the admin token)")
+        if url is not None:
+            key_header = "" if no_api_key else f" -H 'x-api-key: {created_key or '$KEY'}'"
+            out.print(f"  Try: curl -X POST {url}{key_header} -d '[\"some text\"]'")
+            out.print(f"  Docs: {base}/_/docs   Logs: lambdaserve logs {first_name} --follow")
         sys.stdout.flush()
 
     sock = bind(host, port)  # a busy port is an error before anything starts

@@ -62,9 +62,18 @@ def check_name(name: str) -> str:
 
 
 def load_target(
-    path: Path, *, trust: bool = False, requirements: list[str] | None = None, name: str | None = None
+    path: Path,
+    *,
+    trust: bool = False,
+    requirements: list[str] | None = None,
+    name: str | None = None,
+    report: ModelReport | None = None,
 ) -> Target:
-    """A target from a bundle directory or a model file; refuses a dangerous untrusted file."""
+    """A target from a bundle directory or a model file; refuses a dangerous untrusted file.
+
+    ``report``: the file's inspection when the caller made it already (the console shows
+    it before loading), so that a 10 MB pickle is not scanned twice.
+    """
     if is_bundle(path):
         manifest = read_manifest(path)
         return Target(
@@ -80,7 +89,8 @@ def load_target(
         )
     if path.is_dir():
         read_manifest(path)  # raises: a directory without a manifest is not a bundle
-    report = inspect_model(path, requirements)
+    if report is None or report.path != path:
+        report = inspect_model(path, requirements)
     report.check_trust(trust)
     return Target(
         name=check_name(name or default_name(path)),

@@ -1,24 +1,30 @@
 """Everything under ``/_/`` and the Lambda Invoke API, as a Starlette application.
 
-Public: ``/_/health``, ``/_/openapi.json``, ``/_/docs``. Behind the admin token
-(``Authorization: Bearer <token>``): ``/_/metrics`` and the JSON admin API under
-``/_/api/``, which the web console uses and scripts may use (the CLI writes the store
-directly, so it works whether or not a server runs).
+Public: ``/_/health``, ``/_/openapi.json``, ``/_/docs``, the console's sign-in page and
+static files. Behind the admin token (``Authorization: Bearer <token>``) or a console
+session (``sessions.py``: cookie, plus ``X-CSRF-Token`` on requests that change state):
+``/_/metrics``, the console's pages (``console.py``) and the JSON admin API under
+``/_/api/``, which the web console uses, and only it, and scripts may use (the CLI writes
+the store directly, so it works whether or not a server runs).
 
 Admin API:
     GET    /_/api/models                              models, versions, stages
     GET    /_/api/models/{model}                      one model
+    POST   /_/api/uploads?filename=NAME               the model file as the body -> {"upload": id}
+    POST   /_/api/models/{model}/versions             {"upload", "sample", "stage", "trust", "promote",
+                                                       "key": {"name", "plan"}} -> report, endpoint, key
     PUT    /_/api/models/{model}/stages/{stage}       {"version": 2, "canary": {"version": 3, "weight": 10}}
     POST   /_/api/models/{model}/stages/{stage}/rollback
     GET    /_/api/plans        POST /_/api/plans      {"name", "rate", "burst", "quota": "100/DAY"}
     GET    /_/api/keys         POST /_/api/keys       {"name", "plan"}  -> the key's value, once
     DELETE /_/api/keys/{key}                          revoke
     GET    /_/api/logs/{model}?lines=100
+    GET    /_/api/series?model=&stage=&minutes=10     the golden signals, every 2 s, and cold starts
+    GET    /_/api/session                             how this request is authorised, its CSRF token
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -29,31 +35,48 @@ from starlette.routing import Route
 
 from lambdaserve import __version__
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.gateway.console import console_routes
 from lambdaserve.gateway.core import Gateway
 from lambdaserve.gateway.invoke_api import invoke_function
 from lambdaserve.gateway.openapi import docs_page, openapi_spec
+from lambdaserve.gateway.publish import publish_upload
+from lambdaserve.gateway.sessions import CSRF_HEADER, SessionBook
+from lambdaserve.gateway.uploads import UploadArea, UploadRefused
 from lambdaserve.store.records import parse_quota
 
 
 def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     store = gateway.store
-
-    def authorised(request: HTTPRequest) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), admin_token)
+    sessions = SessionBook(admin_token)
+    uploads = UploadArea(store.root, gateway.settings.max_upload_mb * 1024 * 1024)
 
     def guarded(endpoint: Any) -> Any:
         async def wrapper(request: HTTPRequest) -> Response:
-            if not authorised(request):
+            access = sessions.access(request)
+            if access is None:
                 return JSONResponse(
-                    {"message": "Unauthorized: send the admin token as 'Authorization: Bearer <token>'."},
+                    {
+                        "message": "Unauthorized: send the admin token as 'Authorization: Bearer <token>', "
+                        "or sign in to the console at /_/."
+                    },
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
+                )
+            if not sessions.csrf_ok(request, access):
+                return JSONResponse(
+                    {
+                        "message": f"Forbidden: a request that changes state needs the {CSRF_HEADER} header "
+                        "of its console session.",
+                        "hint": "Reload the console page (it sends the header itself), or use the "
+                        "admin token as a bearer token from scripts.",
+                    },
+                    status_code=403,
                 )
             try:
                 response: Response = await endpoint(request)
                 return response
+            except UploadRefused as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
             except LambdaserveError as exc:
                 return JSONResponse({"message": exc.message, "hint": exc.hint}, status_code=400)
             except (KeyError, ValueError, TypeError) as exc:  # a field missing or of the wrong type
@@ -72,13 +95,6 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
 
     async def root(request: HTTPRequest) -> Response:
         return RedirectResponse("/_/", status_code=307)
-
-    async def index(request: HTTPRequest) -> Response:
-        return HTMLResponse(
-            "<!doctype html><title>lambdaserve</title><h1>lambdaserve</h1>"
-            '<ul><li><a href="/_/docs">API documentation</a></li>'
-            '<li><a href="/_/openapi.json">OpenAPI</a></li><li><a href="/_/health">health</a></li></ul>'
-        )
 
     async def health(request: HTTPRequest) -> Response:
         functions = [
@@ -170,6 +186,38 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         count = int(request.query_params.get("lines", "100"))
         return JSONResponse({"lines": gateway.logs.recent(request.path_params["model"], count)})
 
+    async def upload(request: HTTPRequest) -> Response:
+        received = await uploads.receive(request)
+        return JSONResponse(received.to_dict(), status_code=201)
+
+    async def publish(request: HTTPRequest) -> Response:
+        data = await body(request)
+        received = uploads.get(str(data.get("upload") or ""))
+        base = str(request.base_url).rstrip("/")
+        result = await publish_upload(gateway, received, request.path_params["model"], data, base)
+        uploads.discard(received.id)
+        return JSONResponse(result, status_code=201)
+
+    async def series(request: HTTPRequest) -> Response:
+        minutes = float(request.query_params.get("minutes", "10"))
+        if not 0 < minutes <= 60:
+            raise LambdaserveError("minutes must be above 0 and at most 60.", "e.g. ?minutes=10")
+        found = gateway.series.series(
+            request.query_params.get("model") or None, request.query_params.get("stage") or None, minutes
+        )
+        return JSONResponse(found)
+
+    async def session(request: HTTPRequest) -> Response:
+        access = sessions.access(request)
+        return JSONResponse(
+            {
+                "via": access.via if access else None,
+                "csrf_token": access.session.csrf_token if access and access.session else None,
+                "max_upload_bytes": uploads.max_bytes,
+                "version": __version__,
+            }
+        )
+
     async def lambda_invoke(request: HTTPRequest) -> Response:
         return await invoke_function(gateway, request)
 
@@ -178,7 +226,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
 
     routes = [
         Route("/", root),
-        Route("/_/", index),
+        *console_routes(sessions, uploads.max_bytes),
         Route("/_/health", health),
         Route("/_/metrics", guarded(metrics)),
         Route("/_/openapi.json", openapi),
@@ -191,6 +239,10 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),
+        Route("/_/api/uploads", guarded(upload), methods=["POST"]),
+        Route("/_/api/models/{model}/versions", guarded(publish), methods=["POST"]),
+        Route("/_/api/series", guarded(series)),
+        Route("/_/api/session", guarded(session)),
         Route("/2015-03-31/functions/{function}/invocations", lambda_invoke, methods=["POST"]),
     ]
     return Starlette(routes=routes)

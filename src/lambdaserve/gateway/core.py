@@ -44,6 +44,7 @@ from lambdaserve.gateway.functions import Function, Outcome
 from lambdaserve.gateway.http import Request, Response
 from lambdaserve.gateway.logbook import LogBook
 from lambdaserve.gateway.metrics import Metrics
+from lambdaserve.gateway.series import LiveSignals, SeriesRecorder
 from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.gateway.usage import UsageLimiter
 from lambdaserve.runtime.apigw import compact, expand
@@ -76,6 +77,7 @@ class GatewaySettings:
     domain_name: str = "127.0.0.1"
     warm: list[tuple[str, str]] = field(default_factory=list)  # (name, version) to INIT at start
     on_event: Callable[[dict[str, Any]], None] | None = None  # lifecycle events, for serve's output
+    max_upload_mb: int = 200  # the console's model uploads (serve --max-upload-mb)
 
 
 class Catalog:
@@ -125,10 +127,12 @@ class Gateway:
         self.usage = UsageLimiter(store, clock, wall)
         self.rng = rng
         self.logs = LogBook(store.root)
-        self.metrics = Metrics()
+        self.metrics = Metrics(LiveSignals(clock, wall))
+        self.series = SeriesRecorder(self.metrics.live)
         self.server = EnvironmentServer()
         self.functions: dict[tuple[str, str], Function] = {}
         self._creating: dict[tuple[str, str], asyncio.Task[Function]] = {}
+        self._warming: set[asyncio.Task[None]] = set()
         self._pythons: dict[tuple[str, tuple[str, ...]], PythonEnvironment] = {}
         self.handlers = {spec.name: spec for spec in self.settings.handlers}
 
@@ -152,6 +156,17 @@ class Gateway:
         with contextlib.suppress(Exception):  # an INIT failure is logged; requests will report it
             await function.start(environments=max(1, self.settings.function.provisioned))
 
+    def warm_later(self, name: str, version: str) -> None:
+        """Start INIT of a version now, in the background (the console, after a publish)."""
+
+        async def warming() -> None:
+            with contextlib.suppress(Exception):  # reported to requests and in the log, as in warm()
+                await self.warm(name, version)
+
+        task = asyncio.get_running_loop().create_task(warming())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
     async def close(self) -> None:
         for function in list(self.functions.values()):
             await function.stop()
@@ -165,6 +180,7 @@ class Gateway:
         self.catalog.refresh()
         self.usage.flush()
         self.logs.flush()
+        self.series.maybe_sample(self.stage_routes())
         now = time.monotonic()
         routed = self.routed_versions()
         for key, function in list(self.functions.items()):
@@ -180,6 +196,18 @@ class Gateway:
             if alias.canary_version is not None:
                 routed.add((alias.model, str(alias.canary_version)))
         return routed
+
+    def stage_routes(self) -> dict[tuple[str, str], list[str]]:
+        """(model, stage) -> the versions it sends requests to (its canary's too)."""
+        routes: dict[tuple[str, str], list[str]] = {
+            (name, self.settings.stage): ["$LATEST"] for name in self.handlers
+        }
+        for (model, stage), alias in self.catalog.aliases.items():
+            versions = [str(alias.version)]
+            if alias.canary_version is not None:
+                versions.append(str(alias.canary_version))
+            routes[(model, stage)] = versions
+        return routes
 
     # -- requests ----------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
@@ -206,7 +234,7 @@ class Gateway:
                 self.usage.admit(key, self.catalog.plans.get(key.plan_id or ""))
             except GatewayError as exc:
                 reason = "quota" if exc.status == 429 and exc.message == "Limit Exceeded" else "throttle"
-                self.metrics.refused.labels(name, stage, reason).inc()
+                self.metrics.refuse(name, stage, reason)
                 raise
         version = self._version_for(name, stage)
         labels[2] = version
@@ -225,7 +253,7 @@ class Gateway:
             raise EndpointTimeout()
         outcome = pending.result()
         if outcome.status == "throttled":
-            self.metrics.refused.labels(name, stage, "concurrency").inc()
+            self.metrics.refuse(name, stage, "concurrency")
         return proxy_to_http(outcome)
 
     def _route(self, request: Request) -> tuple[str, str, str, str]:
@@ -331,13 +359,37 @@ class Gateway:
             return PythonEnvironment(python=sys.executable, isolated=False)
         return self._python_for(self.catalog.versions[(name, int(version))])
 
-    def _build(self, name: str, version: str, python: PythonEnvironment) -> Function:
+    async def start_init(self, record: ModelVersion) -> Function:
+        """A function for a version about to be published, its INIT started now.
+
+        The console starts INIT while the upload is still being checked, so that the first
+        request after publishing finds the version ready. The function serves nothing
+        until ``adopt`` registers it (once the version really exists with this number).
+        """
+        python = await asyncio.to_thread(self._python_for, record)
+        function = self._build(record.model, str(record.version), python, record)
+        if self.settings.function.runtime == "default":  # runtime clients run INIT per environment
+            function.spawn_template()
+        return function
+
+    def adopt(self, function: Function) -> bool:
+        """Register a function made by ``start_init``; False (and it stops) if one exists."""
+        key = (function.name, function.version)
+        if key in self.functions or key in self._creating:
+            asyncio.get_running_loop().create_task(function.stop())
+            return False
+        self.functions[key] = function
+        return True
+
+    def _build(
+        self, name: str, version: str, python: PythonEnvironment, record: ModelVersion | None = None
+    ) -> Function:
         if name in self.handlers:
             spec = self.handlers[name]
             env = {"_HANDLER": spec.handler, "LAMBDA_TASK_ROOT": spec.task_root}
             cwd: str | None = spec.task_root
         else:
-            record = self.catalog.versions[(name, int(version))]
+            record = record or self.catalog.versions[(name, int(version))]
             env = {
                 "LAMBDASERVE_MODEL": str(self.store.model_path(record)),
                 "LAMBDASERVE_MODEL_SHA256": record.sha256,

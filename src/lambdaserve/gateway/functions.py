@@ -306,11 +306,8 @@ class Function:
             )
             return
         self.forking -= 1
-        kind = "init" if first else "restore"
         env.cold_start = ("Init", template.init_ms + restore_ms) if first else ("Restore", restore_ms)
-        self.metrics.cold_starts.labels(self.name, self.version, kind).inc()
-        if not first:
-            self.metrics.init_duration.labels(self.name, self.version, "restore").observe(restore_ms / 1000)
+        self.metrics.cold_start(self.name, self.version, "init" if first else "restore", env.cold_start[1])
         self._adopt(env)
 
     async def _grow_runtime_client(self) -> None:
@@ -328,7 +325,7 @@ class Function:
         self.forking -= 1
         self.logs.write(self.name, env.init_logs)
         env.cold_start = ("Init", init_ms)
-        self.metrics.cold_starts.labels(self.name, self.version, "init").inc()
+        self.metrics.cold_start(self.name, self.version, "init", init_ms)
         self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
         self._adopt(env)
 
@@ -479,8 +476,7 @@ class Function:
 
     def _update_gauges(self) -> None:
         busy = sum(1 for env in self.environments if env.busy)
-        self.metrics.environments.labels(self.name, self.version, "busy").set(busy)
-        self.metrics.environments.labels(self.name, self.version, "total").set(len(self.environments))
+        self.metrics.environments_changed(self.name, self.version, busy, len(self.environments))
 
 
 def _body_size(event: Any) -> int:

@@ -5,6 +5,8 @@ Traffic and errors: ``lambdaserve_requests_total`` by status; latency:
 environments, and requests refused by throttles, quotas or concurrency. Plus cold starts
 and their init (or restore) durations, and the sizes of the batches sent to the model.
 Each gateway has its own registry, so several gateways can live in one process (tests).
+The same events also feed ``live`` (``series.py``): the console's time series, which needs
+no scraper.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from lambdaserve.gateway.series import LiveSignals
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveSignals | None = None) -> None:
+        self.live = live or LiveSignals()
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         labels = ("model", "stage", "version")
@@ -87,6 +92,28 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+        self.live.request(model, stage, status, seconds)
+
+    def refuse(self, model: str, stage: str, reason: str) -> None:
+        """A request refused by a throttle, a quota or concurrency (``reason``)."""
+        self.refused.labels(model, stage, reason).inc()
+        self.live.refused(model, stage)
+
+    def environments_changed(self, model: str, version: str, busy: int, total: int) -> None:
+        self.environments.labels(model, version, "busy").set(busy)
+        self.environments.labels(model, version, "total").set(total)
+        self.live.environments_changed(model, version, busy, total)
+
+    def cold_start(self, model: str, version: str, kind: str, duration_ms: float) -> None:
+        """A new environment: ``init`` ran INIT, ``restore`` was forked from a template.
+
+        INIT's own duration is observed when it ends (the template's, or each runtime
+        client's); a restore's here.
+        """
+        self.cold_starts.labels(model, version, kind).inc()
+        if kind == "restore":
+            self.init_duration.labels(model, version, "restore").observe(duration_ms / 1000)
+        self.live.cold_start(model, version, kind, duration_ms)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,6 +20,7 @@ import secrets
 import shutil
 import sqlite3
 import string
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -115,11 +116,7 @@ class Store:
         """
         sha = manifest["sha256"]
         suffix = Path(manifest.get("model_file") or model_file.name).suffix
-        blob = self.root / "models" / f"{sha}{suffix}"
-        if not blob.exists():
-            staging = blob.with_name(f".{blob.name}.{os.getpid()}")
-            shutil.copyfile(model_file, staging)
-            staging.rename(blob)
+        blob = self.put_model_file(model_file, sha, suffix)
         with self.transaction() as db:
             latest = db.execute(
                 "SELECT * FROM versions WHERE model = ? ORDER BY version DESC LIMIT 1", (name,)
@@ -140,6 +137,15 @@ class Store:
                 ),
             )
         return self.version(name, number), True
+
+    def put_model_file(self, model_file: Path, sha256: str, suffix: str) -> Path:
+        """Copy a file into the content-addressed ``models/`` directory (once); its path there."""
+        blob = self.root / "models" / f"{sha256}{suffix}"
+        if not blob.exists():
+            staging = blob.with_name(f".{blob.name}.{os.getpid()}.{threading.get_ident()}")
+            shutil.copyfile(model_file, staging)
+            staging.rename(blob)
+        return blob
 
     def models(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT model FROM versions ORDER BY model")]

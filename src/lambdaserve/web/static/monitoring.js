@@ -1,0 +1,145 @@
+// Monitoring page: GET /_/api/series every 2 s into four uPlot charts (traffic, latency,
+// errors, saturation), cold starts from the same answer, START/END/REPORT lines from
+// GET /_/api/logs/{model}.
+"use strict";
+
+(() => {
+  const { api, el, clear, clock, showError } = LS;
+  const $ = (id) => document.getElementById(id);
+  const REFRESH_MS = 2000;
+  const LIFECYCLE = /\b(START|END|REPORT|INIT_START|INIT_REPORT) RequestId:|\bINIT_START\b|\bInit Duration\b/;
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const charts = {};
+  let current = null; // {model, stage}
+
+  const SIGNALS = {
+    traffic: { series: [["requests/s", "rps", "--chart-1"]], unit: "req/s" },
+    latency: { series: [["p50", "p50", "--chart-1"], ["p95", "p95", "--chart-2"], ["p99", "p99", "--chart-3"]], unit: "ms" },
+    errors: { series: [["4xx", "errors_4xx", "--chart-3"], ["5xx", "errors_5xx", "--chart-4"]], unit: "%", scale: 100 },
+    saturation: {
+      // Environments on the left axis; refusals per second, another unit, on the right one.
+      series: [["busy", "busy", "--chart-1"], ["environments", "total", "--chart-2"],
+        ["throttled/s", "throttled", "--chart-4", "rate"]],
+      unit: "",
+    },
+  };
+
+  function makeChart(name) {
+    const target = $(`chart-${name}`);
+    const spec = SIGNALS[name];
+    const grid = { stroke: css("--chart-grid"), width: 1 };
+    const axis = { stroke: css("--muted"), grid, ticks: grid };
+    const fromZero = (floor) => (u, min, max) => [0, Math.max(max || 0, floor) * 1.15];
+    const tickText = (suffix) => (u, ticks) => ticks.map((t) => `${+t.toFixed(2)}${suffix}`);
+    const hasRate = spec.series.some((entry) => entry[3] === "rate");
+    const options = {
+      width: Math.max(target.clientWidth, 240),
+      height: 220,
+      cursor: { drag: { x: false, y: false } },
+      scales: {
+        // The whole window, always: a quiet minute shows as a flat line, not as a zoomed-in instant.
+        x: { time: true, range: () => [Date.now() / 1000 - windowMinutes() * 60, Date.now() / 1000] },
+        y: { range: fromZero(name === "errors" ? 1 : 0.001) },
+        rate: { range: fromZero(1) },
+      },
+      axes: [
+        axis,
+        { ...axis, size: 52, values: tickText(spec.unit === "%" ? "%" : "") },
+        ...(hasRate ? [{ ...axis, scale: "rate", side: 1, size: 44, grid: { show: false }, values: tickText("/s") }] : []),
+      ],
+      series: [{}, ...spec.series.map(([label, , color, scale]) => ({
+        label, stroke: css(color), width: 2, spanGaps: false, scale: scale || "y",
+        value: (u, v) => (v === null || v === undefined ? "–" : `${+v.toFixed(2)} ${scale ? "/s" : spec.unit}`.trim()),
+      }))],
+    };
+    const chart = new uPlot(options, [[], ...spec.series.map(() => [])], target);
+    new ResizeObserver(() => chart.setSize({ width: Math.max(target.clientWidth, 240), height: 220 })).observe(target);
+    return chart;
+  }
+
+  function windowMinutes() { return Number($("pick-minutes").value); }
+
+  function lastValue(values) {
+    for (let i = values.length - 1; i >= 0; i -= 1) if (values[i] !== null) return values[i];
+    return null;
+  }
+
+  function update(series) {
+    const t = series ? series.t : [];
+    for (const [name, spec] of Object.entries(SIGNALS)) {
+      const scale = spec.scale || 1;
+      const columns = spec.series.map(([, field]) => (series ? series[field] : []).map((v) => (v === null ? null : v * scale)));
+      charts[name].setData([t, ...columns]);
+    }
+    const rps = series ? series.rps : [];
+    const total = series ? series.requests.reduce((sum, n) => sum + n, 0) : 0;
+    $("stat-traffic").textContent = series ? `${(lastValue(rps) || 0).toFixed(1)} req/s · ${total} in window` : "–";
+    $("stat-traffic").dataset.requests = String(total);
+    const p99 = series ? lastValue(series.p99) : null;
+    $("stat-latency").textContent = p99 === null ? "no requests" : `p99 ${p99.toFixed(1)} ms`;
+    const e4 = series ? lastValue(series.errors_4xx) || 0 : 0;
+    const e5 = series ? lastValue(series.errors_5xx) || 0 : 0;
+    $("stat-errors").textContent = `4xx ${(e4 * 100).toFixed(1)}% · 5xx ${(e5 * 100).toFixed(1)}%`;
+    const busy = series ? lastValue(series.busy) || 0 : 0;
+    const envs = series ? lastValue(series.total) || 0 : 0;
+    $("stat-saturation").textContent = `${busy.toFixed(2)} of ${envs} busy`;
+  }
+
+  function showColdStarts(coldStarts) {
+    const rows = [...coldStarts].reverse().slice(0, 50);
+    $("cold-count").textContent = `${coldStarts.length} in window`;
+    clear($("cold-table").tBodies[0]).append(...(rows.length ? rows.map((c) => el("tr", {},
+      el("td", {}, clock(c.t)), el("td", {}, `v${c.version}`),
+      el("td", {}, el("span", { class: `badge ${c.kind === "init" ? "warn" : "accent"}` }, c.kind)),
+      el("td", { class: "mono" }, `${c.duration_ms.toFixed(1)} ms`)))
+      : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No cold start in this window."))]));
+  }
+
+  async function refresh() {
+    if (!current) return;
+    const minutes = $("pick-minutes").value;
+    const query = new URLSearchParams({ model: current.model, stage: current.stage, minutes });
+    try {
+      const [data, logs] = await Promise.all([
+        api("GET", `/series?${query}`),
+        api("GET", `/logs/${encodeURIComponent(current.model)}?lines=300`),
+      ]);
+      update(data.series[0] || null);
+      showColdStarts(data.cold_starts);
+      const lines = logs.lines.filter((line) => LIFECYCLE.test(line)).slice(-40);
+      const box = $("log-lines");
+      const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+      // "2026-11-26T11:53:39.027Z<TAB>START ..." -> "11:53:39.027  START ...": the day is today's.
+      const shown = lines.map((line) => line.replace(/^\d{4}-\d\d-\d\dT([\d:.]+)Z\t/, "$1  "));
+      box.textContent = shown.length ? shown.join("\n") : "No invocation yet.";
+      if (atBottom) box.scrollTop = box.scrollHeight;
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async function start() {
+    let models;
+    try { models = (await api("GET", "/models")).models; } catch (error) { showError(error); return; }
+    const routes = models.flatMap((m) => m.stages.map((s) => ({ model: m.name, stage: s.stage })));
+    const picker = $("pick-route");
+    clear(picker).append(...routes.map((r) => el("option", { value: `${r.model}/${r.stage}` }, `${r.model} · ${r.stage}`)));
+    $("no-routes").hidden = routes.length > 0;
+    const params = new URLSearchParams(location.search);
+    const wanted = params.get("model") && `${params.get("model")}/${params.get("stage") || "test"}`;
+    if (wanted && routes.some((r) => `${r.model}/${r.stage}` === wanted)) picker.value = wanted;
+    for (const name of Object.keys(SIGNALS)) charts[name] = makeChart(name);
+    const choose = () => {
+      const [model, stage] = picker.value.split("/");
+      current = model ? { model, stage } : null;
+      if (current) history.replaceState(null, "", `?model=${encodeURIComponent(model)}&stage=${encodeURIComponent(stage)}`);
+      refresh();
+    };
+    picker.addEventListener("change", choose);
+    $("pick-minutes").addEventListener("change", refresh);
+    choose();
+    setInterval(refresh, REFRESH_MS);
+  }
+
+  start();
+})();

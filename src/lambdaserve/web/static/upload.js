@@ -1,0 +1,265 @@
+// Upload page: choose or drop a file, stream it to POST /_/api/uploads (with progress),
+// publish it with POST /_/api/models/{name}/versions, show the report, then the endpoint.
+"use strict";
+
+(() => {
+  const { api, el, clear, bytes, showError, addCopyButtons } = LS;
+  const $ = (id) => document.getElementById(id);
+  const input = $("file-input");
+  const dropzone = $("dropzone");
+  const accepted = input.accept.split(",");
+  const maxBytes = Number(LS.meta("max-upload-bytes"));
+  const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+  let chosen = null;
+  let pending = null; // {upload, name, options}: kept so a refused file can be trusted without re-sending
+  let defaultPlan = null;
+
+  $("limit-text").textContent = bytes(maxBytes);
+  api("GET", "/plans").then((data) => {
+    defaultPlan = data.plans.some((p) => p.name === "default") ? "default" : null;
+  }).catch(() => {});
+
+  function formError(message) {
+    const box = $("form-error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function choose(file) {
+    formError("");
+    const suffix = file.name.includes(".") ? `.${file.name.split(".").pop().toLowerCase()}` : "";
+    if (!accepted.includes(suffix)) {
+      formError(`${file.name} is not a model file: choose a ${accepted.join(", ")} file.`);
+      return;
+    }
+    if (file.size > maxBytes) {
+      formError(`${file.name} (${bytes(file.size)}) is larger than this server's upload limit of ` +
+        `${bytes(maxBytes)}. Start the server with --max-upload-mb to raise it.`);
+      return;
+    }
+    if (file.size === 0) {
+      formError(`${file.name} is empty.`);
+      return;
+    }
+    chosen = file;
+    dropzone.classList.add("chosen");
+    $("dropzone-title").textContent = `${file.name} · ${bytes(file.size)}`;
+    if (!$("model-name").value) {
+      const stem = file.name.slice(0, file.name.length - suffix.length).toLowerCase();
+      $("model-name").value = stem.replace(/[^a-z0-9_-]+/g, "-").replace(/^[-_]+|[-_]+$/g, "").slice(0, 63);
+      echo();
+    }
+  }
+
+  function echo() {
+    $("name-echo").textContent = $("model-name").value || "NAME";
+    $("stage-echo").textContent = $("stage").value || "test";
+  }
+
+  input.addEventListener("change", () => { if (input.files[0]) choose(input.files[0]); });
+  $("model-name").addEventListener("input", echo);
+  $("stage").addEventListener("input", echo);
+  for (const type of ["dragenter", "dragover"]) {
+    dropzone.addEventListener(type, (event) => { event.preventDefault(); dropzone.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    dropzone.addEventListener(type, () => dropzone.classList.remove("over"));
+  }
+  dropzone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) choose(file);
+  });
+
+  function progress(state, fraction, text) {
+    $("progress-wrap").hidden = state === "hidden";
+    const bar = $("progress-bar");
+    bar.parentElement.classList.toggle("validating", state === "validating");
+    bar.style.width = `${Math.round((fraction || 0) * 100)}%`;
+    $("progress-text").textContent = text || "";
+  }
+
+  function send(file) {
+    // XMLHttpRequest, not fetch: only it reports upload progress.
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open("POST", `/_/api/uploads?filename=${encodeURIComponent(file.name)}`);
+      request.setRequestHeader("X-CSRF-Token", LS.meta("csrf-token"));
+      request.setRequestHeader("Content-Type", "application/octet-stream");
+      request.responseType = "json";
+      request.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) {
+          progress("uploading", event.loaded / event.total,
+            `Uploading… ${bytes(event.loaded)} of ${bytes(event.total)}`);
+        }
+      });
+      request.addEventListener("load", () => {
+        if (request.status === 201) resolve(request.response);
+        else reject(new LS.APIError(request.status, request.response));
+      });
+      request.addEventListener("error", () => reject(new Error("The upload failed: the connection was lost.")));
+      request.send(file);
+    });
+  }
+
+  $("upload-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    formError("");
+    const name = $("model-name").value.trim();
+    const stage = $("stage").value.trim() || "test";
+    if (!chosen) return formError("Choose a model file first (drop it on the box above, or click it).");
+    if (!NAME.test(name)) {
+      return formError("The name must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit.");
+    }
+    const options = { stage, promote: $("promote").checked };
+    const sampleText = $("sample").value.trim();
+    if (sampleText) {
+      try { options.sample = JSON.parse(sampleText); } catch {
+        return formError('The sample is not valid JSON: write it as a request body, e.g. ["some text"].');
+      }
+    }
+    if ($("make-key").checked) options.key = { name, plan: defaultPlan };
+    $("upload-button").disabled = true;
+    $("report").hidden = true;
+    $("endpoint").hidden = true;
+    try {
+      progress("uploading", 0, "Uploading…");
+      const upload = await send(chosen);
+      pending = { upload: upload.upload, name, options };
+      await publish(false);
+    } catch (error) {
+      progress("hidden");
+      formError(error.data && error.data.hint ? `${error.message} ${error.data.hint}` : error.message);
+    } finally {
+      $("upload-button").disabled = false;
+    }
+  });
+
+  async function publish(trust) {
+    progress("validating", 1, "Validating: scanning the file, loading the model, trying the sample…");
+    const started = performance.now();
+    try {
+      const result = await api("POST", `/models/${pending.name}/versions`,
+        { upload: pending.upload, ...pending.options, trust });
+      progress("hidden");
+      showReport(result.report, null, false);
+      showEndpoint(result, performance.now() - started);
+      pending = null;
+    } catch (error) {
+      progress("hidden");
+      if (error.data && error.data.report) {
+        showReport(error.data.report, error, Boolean(error.data.needs_trust));
+      } else {
+        throw error;
+      }
+    }
+  }
+
+  function fact(label, value) { return el("div", {}, el("dt", {}, label), el("dd", {}, value)); }
+
+  function showReport(report, error, needsTrust) {
+    $("report").hidden = false;
+    const badge = $("report-badge");
+    badge.textContent = error ? (needsTrust ? "needs your trust" : "refused") : "passed";
+    badge.className = `badge ${error ? (needsTrust ? "warn" : "error") : "ok"}`;
+    const message = $("report-message");
+    message.hidden = !error;
+    if (error) {
+      message.className = `alert ${needsTrust ? "warn" : "error"}`;
+      clear(message).append(el("b", {}, error.message),
+        error.data.hint ? el("span", { class: "hint" }, error.data.hint) : null);
+    }
+    clear($("report-facts")).append(
+      fact("format", report.format || "?"),
+      fact("size", bytes(report.size)),
+      fact("sha256", report.sha256 ? `${report.sha256.slice(0, 12)}…` : "?"),
+      fact("python", report.python || "?"),
+      fact("classes", report.classes && report.classes.length ? String(report.classes.length) : "–"),
+      fact("code by value", report.by_value.length ? report.by_value.join(", ") : "none"),
+    );
+    $("report-flagged").hidden = !report.flagged.length;
+    clear($("flagged-list")).append(...report.flagged.map((f) => el("li", {}, el("code", {}, f.what), ` ${f.reason}`)));
+    $("trust-check").checked = false;
+    $("trust-button").disabled = true;
+    $("trust-button").hidden = !needsTrust;
+    $("trust-check").parentElement.hidden = !needsTrust;
+    clear($("report-imports")).append(...report.imports.map((name) => el("li", {}, name)));
+    clear($("report-requirements")).append(...report.requirements.map((pin) => el("tr", {},
+      el("td", { class: "mono" }, pin.name), el("td", { class: "mono" }, pin.version || "?"),
+      el("td", {}, { file: "recorded in the file", installed: "installed here", user: "you" }[pin.source] || pin.source || ""))));
+    const sample = report.sample && report.sample.input !== null ? report.sample : null;
+    $("report-sample").hidden = !sample;
+    if (sample) {
+      $("sample-output").textContent = `${JSON.stringify(sample.input)}\n→ ${JSON.stringify(sample.predict)}`;
+    }
+    clear($("report-warnings")).append(...report.warnings.map((w) => el("li", {}, w)));
+  }
+
+  $("trust-check").addEventListener("change", () => { $("trust-button").disabled = !$("trust-check").checked; });
+  $("trust-button").addEventListener("click", async () => {
+    if (!pending) return;
+    $("trust-button").disabled = true;
+    try { await publish(true); } catch (error) { showError(error); }
+  });
+
+  const shellQuote = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+  // A Python literal for the body: single quotes read best for JSON, which uses double ones.
+  const pythonString = (text) => (/['\\\n]/.test(text) ? JSON.stringify(text) : `'${text}'`);
+
+  function showEndpoint(result, elapsed) {
+    const url = result.endpoint.url;
+    const key = result.key ? result.key.value : null;
+    const sample = result.report.sample && result.report.sample.input !== null
+      ? JSON.stringify(result.report.sample.input) : '["some input"]';
+    $("endpoint").hidden = false;
+    const badge = $("endpoint-badge");
+    badge.textContent = result.serving ? `serving version ${result.version.version}`
+      : `version ${result.version.version} published; ${result.stage.stage} serves ${result.stage.version}`;
+    badge.className = `badge ${result.serving ? "ok" : "warn"}`;
+    $("endpoint-url").textContent = url;
+    $("key-box").hidden = !key;
+    $("key-value").textContent = key || "";
+    const keyText = key || "$KEY";
+    $("curl-snippet").textContent = `curl -X POST ${url} \\\n  -H ${shellQuote(`x-api-key: ${keyText}`)} \\\n  -d ${shellQuote(sample)}`;
+    $("python-snippet").textContent = [
+      "import requests", "", "response = requests.post(", `    ${JSON.stringify(url)},`,
+      `    headers={"x-api-key": ${JSON.stringify(keyText)}},`, `    data=${pythonString(sample)},`,
+      "    timeout=30,", ")", "print(response.status_code, response.json())",
+    ].join("\n");
+    $("try-body").value = sample;
+    $("try-form").dataset.url = url;
+    $("try-form").dataset.key = key || "";
+    $("try-response").hidden = true;
+    $("try-status").hidden = true;
+    $("try-latency").textContent = `validated and published in ${(elapsed / 1000).toFixed(1)} s`;
+    addCopyButtons($("endpoint"));
+    $("endpoint").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  $("try-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const headers = { "Content-Type": "application/json" };
+    if (form.dataset.key) headers["x-api-key"] = form.dataset.key;
+    $("try-button").disabled = true;
+    const started = performance.now();
+    try {
+      const response = await fetch(form.dataset.url, { method: "POST", headers, body: $("try-body").value });
+      const text = await response.text();
+      const latency = performance.now() - started;
+      const status = $("try-status");
+      status.hidden = false;
+      status.textContent = `${response.status} ${response.statusText}`.trim();
+      status.className = `badge ${response.ok ? "ok" : "error"}`;
+      $("try-latency").textContent = `${latency.toFixed(1)} ms`;
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON: shown as is */ }
+      $("try-response").textContent = shown;
+      $("try-response").hidden = false;
+    } catch (error) {
+      showError(error);
+    } finally {
+      $("try-button").disabled = false;
+    }
+  });
+})();

@@ -1,0 +1,45 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, never Playwright's own download.
+
+``.ci/run`` installs the ``chromium`` package; Playwright is told where it is
+(``executable_path``), so ``playwright install`` is never needed. Screenshots go to
+``test-output/console/`` (ignored by git); copy the current ones to ``docs/images/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-output" / "console"
+
+# The real-server helpers live beside the gateway's integration tests.
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One browser per module, closed with it: Playwright's sync API runs an event loop in
+    this thread while it is open, and the other suites' ``asyncio.run`` must not meet it."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (as .ci/run does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
