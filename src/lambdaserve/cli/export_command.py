@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lambdaserve.cli.admin_commands import open_store, require_model, state_root
+from lambdaserve.cli.admin_commands import PROJECT_OPTION, open_store, require_model, state_root
 from lambdaserve.cli.output import handle_errors, out, warn
 from lambdaserve.cli.serve_command import STATE_OPTION
 from lambdaserve.deploy.cloudformation import (
@@ -63,11 +63,7 @@ def cloudformation(
     models: list[str] | None = typer.Option(
         None, "--model", "-m", help="A model to export; repeat for more [default: every model with a stage]."
     ),
-    project: str | None = typer.Option(
-        None,
-        "--project",
-        help="Project name [default: $LAMBDASERVE_PROJECT, else the state folder's parent's name].",
-    ),
+    project: str | None = PROJECT_OPTION,
     region: str | None = typer.Option(
         None, "--region", help="The AWS region to deploy to [default: $AWS_REGION, $AWS_DEFAULT_REGION]."
     ),
