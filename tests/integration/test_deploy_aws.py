@@ -31,7 +31,7 @@ from moto.server import ThreadedMotoServer
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.deployer import DeployOptions, DeployResult, deploy
 from lambdaserve.deploy.names import TAG_PROJECT
-from lambdaserve.deploy.plan import ImagePusher, Reporter, execute
+from lambdaserve.deploy.plan import Reporter, execute
 from lambdaserve.deploy.remote import promote_options, rollback_options
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
@@ -78,25 +78,24 @@ class RegistryStandIn:
 
     def __init__(self) -> None:
         self.pushed: list[str] = []
+        self.checked: list[str] = []
 
-    def __call__(self, aws: AWS, contexts: dict[str, Any], progress: Reporter) -> ImagePusher:
-        def push(uri: str) -> dict[str, Any]:
-            repository, tag = uri.split("/", 1)[1].split(":")
-            config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2}
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {**config, "digest": "sha256:" + uuid.uuid4().hex * 2},
-                "layers": [],
-            }
-            ecr = boto3.client("ecr", region_name=REGION)
-            answer = ecr.put_image(
-                repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
-            )
-            self.pushed.append(uri)
-            return {"imageDigest": answer["image"]["imageId"]["imageDigest"]}
+    def check(self, uris: list[str]) -> None:
+        self.checked += uris
 
-        return push
+    def __call__(self, uri: str) -> dict[str, Any]:
+        repository, tag = uri.split("/", 1)[1].split(":")
+        config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {**config, "digest": "sha256:" + uuid.uuid4().hex * 2},
+            "layers": [],
+        }
+        ecr = boto3.client("ecr", region_name=REGION)
+        answer = ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+        self.pushed.append(uri)
+        return {"imageDigest": answer["image"]["imageId"]["imageDigest"]}
 
 
 @pytest.fixture
@@ -141,7 +140,10 @@ def project() -> str:
 def run(
     store: Store, calls: CallLog, registry: RegistryStandIn | None, options: DeployOptions
 ) -> DeployResult:
-    return deploy(store, options, Progress(), calls, None if REAL else registry)
+    def stand_in(aws: AWS, contexts: dict[str, Any], progress: Reporter) -> RegistryStandIn | None:
+        return registry
+
+    return deploy(store, options, Progress(), calls, None if REAL or registry is None else stand_in)
 
 
 def destroy(store: Store, project: str, model: str | None = None) -> None:
@@ -194,6 +196,8 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         second = run(store, calls, registry, DeployOptions(model="topics", stage="test", project=project))
         # THEN it is uploaded, published as a new Lambda version and the alias flips; no image build
         assert REAL or registry.pushed == [first.desired.image_uri]
+        # (checked twice before: by the dry run and by the first deploy; not again)
+        assert REAL or registry.checked == [first.desired.image_uri] * 2
         assert "ecr:GetAuthorizationToken" not in calls.operations
         assert {"s3:PutObject", "lambda:PublishVersion", "lambda:UpdateAlias"} <= set(calls.writes())
         assert "lambda:CreateFunction" not in calls.operations

@@ -113,8 +113,8 @@ def test_deploy_status_promote_and_destroy_from_the_command_line(
     # WHEN the deploy is planned
     dry = cli(moto_env, *deploy, "--dry-run")
     # THEN the plan is printed and nothing exists yet
-    assert "Plan for iris test in eu-west-1 (project clitest" in dry.stdout
-    assert "Create the function clitest-iris (256 MB, 10 s)" in dry.stdout
+    assert "Plan for iris test in eu-west-1 (project clitest):" in dry.stdout
+    assert "Create the function clitest-iris (256 MB, 10 s)  [lambda create_function]" in dry.stdout
     assert "is yours (--image-uri)" in dry.stdout
     assert as_json(cli(moto_env, "status", "--remote", "--json", "--region", REGION))["models"] == []
 

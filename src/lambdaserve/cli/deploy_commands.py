@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, open_store
 from lambdaserve.cli.bundle_commands import JSON_OPTION
-from lambdaserve.cli.output import err, handle_errors, out, print_json, progress
+from lambdaserve.cli.output import handle_errors, out, print_json, progress
 from lambdaserve.cli.serve_command import STATE_OPTION
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.deployer import OFF, DeployOptions, DeployResult, connect, default_publisher, deploy
@@ -176,11 +177,11 @@ def show_result(result: DeployResult, dry_run: bool, as_json: bool) -> None:
         if not result.changed:
             out.print(f"Nothing to change for {where}.")
         else:
-            out.print(f"Plan for {where} ({len(result.plan.steps)} steps, nothing done):")
+            out.print(f"Plan for {where}: {len(result.plan.steps)} steps, none done yet:")
             for number, step in enumerate(result.plan.steps, 1):
-                out.print(f"  {number:>2}. {describe_step(step)}")
+                out.print(f"  {number:>2}. {escape(describe_step(step))}")
         for note in result.plan.notes:
-            out.print(f"  [dim]{note}[/]")
+            out.print(f"  [dim]{escape(note)}[/]")
         return
     if not result.changed:
         out.print(f"[green]✓[/] Up to date: {where}; nothing changed.")
@@ -243,7 +244,7 @@ def destroy_command(
         if dry_run or not as_json:
             out.print(f"To remove {what} in {aws.region}:")
             for number, step in enumerate(plan.steps, 1):
-                out.print(f"  {number:>2}. {describe_step(step)}")
+                out.print(f"  {number:>2}. {escape(describe_step(step))}")
         if dry_run:
             return
         if not yes and not typer.confirm("Remove all of this?", default=False, err=True):
@@ -358,4 +359,4 @@ def _print_remote(data: dict[str, Any]) -> None:
                 stage["stage"], str(stage["version"]), stage["lambda_version"], canary, stage["url"] or ""
             )
         out.print(table)
-        err.print(f"  image {model['image']}  digest {model['image_digest']}")
+        out.print(f"  image {model['image']}  digest {model['image_digest']}")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.current import Current, read_current
 from lambdaserve.deploy.image import ImageContext, detect_builder, image_context, image_tag
 from lambdaserve.deploy.names import Names, check_api_stage, project_name
-from lambdaserve.deploy.plan import ImagePusher, Plan, PushImage, Reporter, execute
+from lambdaserve.deploy.plan import Plan, PushImage, Reporter, execute
 from lambdaserve.deploy.planner import plan_deploy
 from lambdaserve.deploy.registry import ImagePublisher
 from lambdaserve.deploy.spec import (
@@ -77,12 +77,20 @@ class DeployResult:
         return self.plan.writes
 
 
+class Publisher(Protocol):
+    """Builds and pushes images: ``check`` before any write, then one call per image."""
+
+    def check(self, uris: list[str]) -> None: ...
+
+    def __call__(self, uri: str) -> dict[str, Any]: ...
+
+
 AWSFactory = Callable[[str | None, str | None], AWS]
-PublisherFactory = Callable[[AWS, dict[str, ImageContext], Reporter], ImagePusher]
+PublisherFactory = Callable[[AWS, dict[str, ImageContext], Reporter], Publisher]
 
 
 def default_publisher(builder: str | None) -> PublisherFactory:
-    def create(aws: AWS, contexts: dict[str, ImageContext], progress: Reporter) -> ImagePusher:
+    def create(aws: AWS, contexts: dict[str, ImageContext], progress: Reporter) -> Publisher:
         return ImagePublisher(aws, detect_builder(builder), contexts, progress)
 
     return create
@@ -143,6 +151,18 @@ def deploy(
         )
     plan = plan_deploy(desired, current)
     result = DeployResult(desired=desired, plan=plan)
+    # An image that cannot be built (no builder, requirements without wheels for AWS's base
+    # image) is found before any call that writes; a dry run tells it as a note.
+    images = [step.uri for step in plan.steps if isinstance(step, PushImage)]
+    pusher: Publisher | None = None
+    if images:
+        try:
+            pusher = (publisher_factory or default_publisher(options.builder))(aws, contexts, progress)
+            pusher.check(images)
+        except LambdaserveError as exc:
+            if not options.dry_run:
+                raise
+            plan.notes.append(f"The image cannot be built here: {exc.message} {exc.hint or ''}".strip())
     if options.dry_run:
         return result
     record = Deployment(
@@ -158,11 +178,6 @@ def deploy(
         status="deployed",
     )
     try:
-        # The builder is looked for only when an image must be built: a deploy that reuses
-        # an image, or takes --image-uri, works on a machine without one.
-        pusher = None
-        if any(isinstance(step, PushImage) for step in plan.steps):
-            pusher = (publisher_factory or default_publisher(options.builder))(aws, contexts, progress)
         result.outputs = execute(plan, aws, progress, pusher)
     except LambdaserveError as exc:
         store.record_deployment(replace(record, status="failed", message=exc.message))

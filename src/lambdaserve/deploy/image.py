@@ -257,7 +257,7 @@ def check_wheels(context: ImageContext, progress: Progress) -> None:
         return
     raise LambdaserveError(
         f"A requirement has no wheel for AWS's Python {context.python} base image "
-        f"(glibc 2.{glibc}): " + " ".join(line.removeprefix("ERROR: ") for line in problem[-2:]),
+        f"(glibc 2.{glibc}): " + _short_pip_error(problem),
         "The base image has no compiler, so each pinned version needs a manylinux wheel for it. "
         + (
             "AWS's images up to Python 3.11 run Amazon Linux 2 (glibc 2.26), too old for recent wheels "
@@ -266,6 +266,17 @@ def check_wheels(context: ImageContext, progress: Progress) -> None:
             else "Pin a version that has one, or pass --image-uri with an image you built."
         ),
     )
+
+
+def _short_pip_error(lines: list[str]) -> str:
+    """pip's "no matching distribution" lines, with its list of versions cut to the newest."""
+    text = " ".join(line.removeprefix("ERROR: ") for line in lines[-2:])
+
+    def newest(match: re.Match[str]) -> str:
+        versions = [v.strip() for v in match.group(1).split(",") if v.strip() and v.strip() != "none"]
+        return f"(the newest with a wheel there: {versions[-1]})" if versions else "(none has a wheel there)"
+
+    return re.sub(r"\(from versions: ([^)]*)\)", newest, text)
 
 
 def _docker_daemon_failure(executable: str) -> str | None:

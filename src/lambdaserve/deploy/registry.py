@@ -32,11 +32,19 @@ class ImagePublisher:
         self.contexts = contexts
         self.progress = progress
 
-    def __call__(self, uri: str) -> dict[str, Any]:
+    def check(self, uris: list[str]) -> None:
+        """Refuse, before anything is written, images whose requirements AWS's base image can't install."""
+        for uri in uris:
+            check_wheels(self._context(uri), self.progress)
+
+    def _context(self, uri: str) -> ImageContext:
         context = self.contexts.get(uri)
         if context is None:
             raise LambdaserveError(f"No build context for the image {uri}.")
-        check_wheels(context, self.progress)
+        return context
+
+    def __call__(self, uri: str) -> dict[str, Any]:
+        context = self._context(uri)
         image_id = build_image(context, uri, self.builder, self.progress)
         digest = self.push(uri)
         return {"imageId": image_id, "imageDigest": digest}
