@@ -15,25 +15,32 @@ region, credentials).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import create_autospec
 
 import boto3
 import pytest
+import requests
 from lambda_base_image import buildah, ensure_base_image, storage_env
 from moto.server import ThreadedMotoServer
 from runtime_api_support import FIRST_POST_TIMEOUT_S, POST_TIMEOUT_S, Function, RuntimeAPI, api_gateway_event
 
 from lambdaserve.bundle.manifest import Manifest
 from lambdaserve.bundle.package import package_model
+from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.image import HANDLER, build_image, detect_builder, image_context, image_tag
+from lambdaserve.deploy.registry import ImagePublisher
 
 pytestmark = [
     pytest.mark.slow,
@@ -252,3 +259,75 @@ def test_a_model_whose_sha256_differs_fails_init_through_the_runtime_api(
     assert f"expects {'0' * 64}" in post.body["errorMessage"]
     assert function.process.wait(timeout=POST_TIMEOUT_S) != 0
     assert function.api.events.qsize() == 1
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[str]:
+    """Distribution's registry (Debian's docker-registry) on a free port, as ECR's stand-in."""
+    executable = shutil.which("docker-registry")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but docker-registry is not installed: .ci/run installs it")
+        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'blobs'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "log:\n  level: error\n"
+    )
+    process = subprocess.Popen(
+        [executable, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the local registry did not start within 20 s")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_image_is_pushed_with_a_manifest_lambda_accepts(
+    function_image: str, local_registry: str, tmp_path: Path
+) -> None:
+    # GIVEN the built image and a registry that answers as ECR's endpoint would (its token from
+    # GetAuthorizationToken, faked at the AWS boundary: only ECR's own endpoint differs)
+    aws = create_autospec(AWS, instance=True)
+    token = base64.b64encode(b"AWS:a-twelve-hour-password").decode()
+    aws.call.return_value = {
+        "authorizationData": [{"authorizationToken": token, "proxyEndpoint": f"http://{local_registry}"}]
+    }
+    uri = f"{local_registry}/lambdaserve-test:{function_image.rsplit(':', 1)[1]}"
+    buildah("tag", function_image, uri)
+    progress = RecordedProgress()
+    publisher = ImagePublisher(aws, detect_builder("buildah"), {}, progress)
+    try:
+        # WHEN it is pushed
+        digest = publisher.push(uri)
+    finally:
+        buildah("rmi", uri)
+    # THEN the registry holds a Docker v2 schema 2 manifest (Lambda refuses OCI indexes) by that digest
+    aws.call.assert_called_once_with("ecr", "get_authorization_token")
+    repository, tag = uri.split("/", 1)[1].split(":")
+    answer = requests.get(
+        f"http://{local_registry}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert answer.headers["Docker-Content-Digest"] == digest
+    assert digest.startswith("sha256:")
+    # and the password never appeared on a command line (it went through an auth file)
+    assert not any("a-twelve-hour-password" in line for line in progress.details)

@@ -52,7 +52,8 @@ class ImagePublisher:
     def push(self, uri: str) -> str:
         token = self.aws.call("ecr", "get_authorization_token")["authorizationData"][0]
         user, _, password = base64.b64decode(token["authorizationToken"]).decode().partition(":")
-        registry = token["proxyEndpoint"].removeprefix("https://")
+        endpoint = token["proxyEndpoint"]
+        registry = endpoint.removeprefix("https://").removeprefix("http://")
         self.progress.step(f"Pushing {uri} with {self.builder.name}")
         with tempfile.TemporaryDirectory(prefix="lambdaserve-push-") as scratch:
             digest_file = Path(scratch) / "digest"
@@ -78,6 +79,8 @@ class ImagePublisher:
                     "v2s2",
                     "--digestfile",
                     str(digest_file),
+                    # ECR is always HTTPS; a plain-HTTP endpoint is a local registry (the tests').
+                    *(["--tls-verify=false"] if endpoint.startswith("http://") else []),
                     uri,
                     f"docker://{uri}",
                 ]
