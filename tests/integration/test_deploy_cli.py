@@ -151,6 +151,8 @@ def test_deploy_status_promote_and_destroy_from_the_command_line(
         for line in cli(moto_env, "logs", "iris", "--remote", "--json").stdout.splitlines()
     ]
     assert shown == lines
+    followed = cli(moto_env, "logs", "iris", "--remote", "--follow", "--max-seconds", "1", "--json")
+    assert [json.loads(line)["line"] for line in followed.stdout.splitlines()] == lines
     # and a deploy to another region than the project's is refused
     elsewhere = cli(moto_env, "deploy", "iris", "--stage", "test", "--region", "us-east-1", check=False)
     assert "is deployed in eu-west-1, not us-east-1" in elsewhere.stderr
