@@ -15,14 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from lambdaserve.deploy.cloudformation import (
+from lambdaserve.deploy.cloudformation import build_template, release_image_tag, releases_needing_history
+from lambdaserve.deploy.cloudformation_syntax import (
     ACCOUNT_PLACEHOLDER,
     bucket_name,
-    build_template,
     dump_template,
     logical_part,
-    release_image_tag,
-    releases_needing_history,
 )
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.spec import Desired, FunctionSettings, Release, UsagePlanSettings

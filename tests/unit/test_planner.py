@@ -69,13 +69,11 @@ def deployed(want: Desired) -> Current:
         role_inline_policy=read_policy(NAMES, "news"),
         log_group={"retentionInDays": want.function.log_retention_days},
         function=FunctionState(
-            arn="arn",
             image_uri=IMAGE,
             role=ROLE,
             memory_mb=want.function.memory_mb,
             timeout_s=want.function.timeout_s,
             environment=environment,
-            tags={},
             versions={version_description(want, want.release, ROLE): "1"},
             reserved_concurrency=want.function.reserved_concurrency,
             alias={"FunctionVersion": "1"},

@@ -20,15 +20,8 @@ from rich.markup import escape
 from lambdaserve.cli.admin_commands import PROJECT_OPTION, open_store, require_model, state_root
 from lambdaserve.cli.output import handle_errors, out, warn
 from lambdaserve.cli.serve_command import STATE_OPTION
-from lambdaserve.deploy.cloudformation import (
-    ACCOUNT_PLACEHOLDER,
-    FORMATS,
-    build_template,
-    dump_template,
-    logical_part,
-    release_image_tag,
-    releases_needing_history,
-)
+from lambdaserve.deploy.cloudformation import build_template, release_image_tag, releases_needing_history
+from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER, FORMATS, dump_template, logical_part
 from lambdaserve.deploy.names import Names, project_name
 from lambdaserve.deploy.spec import (
     DEFAULT_LOG_RETENTION_DAYS,

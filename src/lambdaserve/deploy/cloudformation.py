@@ -33,31 +33,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lambdaserve.deploy.image import image_context, image_tag
+from lambdaserve.deploy.cloudformation_syntax import bucket_name, cfn_tags, get_att, logical_part, ref, sub
+from lambdaserve.deploy.image import image_tag
+from lambdaserve.deploy.lambda_plan import WARM_EVENT
 from lambdaserve.deploy.names import Names, check_api_stage
+from lambdaserve.deploy.planner import TRUST_POLICY
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, Desired, FunctionSettings, Release
 from lambdaserve.errors import LambdaserveError
 
-# The account as CloudFormation resolves it where the template is deployed (in Fn::Sub strings).
-ACCOUNT_PLACEHOLDER = "${AWS::AccountId}"
-FORMATS = ("yaml", "json")
-KEEP_WARM_INPUT = json.dumps({"lambdaserve": "warm"})
+KEEP_WARM_INPUT = json.dumps(WARM_EVENT)
 STORAGE_ONLY = "StorageOnly"  # the parameter
 SERVING = "Serving"  # the condition every resource but the bucket and the repository has
 BUCKET, REPOSITORY, API = "ModelBucket", "ImageRepository", "Api"
 ROUTE_PARTS = {"predict": "Predict", "predict_proba": "PredictProba"}
 BASIC_EXECUTION_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-LAMBDA_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
-_SIMPLE_NAME = re.compile(r"[a-z][a-z0-9]*")
 
 
 def build_template(
@@ -79,7 +71,7 @@ def build_template(
         raise ValueError("a template holds one project in one account and region")
     by_model: dict[str, list[Desired]] = {}
     for d in sorted(desired, key=lambda d: (d.model, d.stage)):
-        check_alias_name(check_api_stage(d.stage))
+        check_api_stage(d.stage)
         by_model.setdefault(d.model, []).append(d)
     template = _Template(names)
     for model, stages in by_model.items():
@@ -98,83 +90,6 @@ def releases_needing_history(desired: Iterable[Desired]) -> dict[str, list[int]]
     for d in desired:
         served.setdefault(d.model, set()).update(r.version for r in d.releases())
     return {model: sorted(versions) for model, versions in sorted(served.items()) if len(versions) > 1}
-
-
-def dump_template(template: Mapping[str, Any], fmt: str = "yaml") -> str:
-    """The template as YAML (long-form intrinsic functions, so no custom tags) or JSON."""
-    if fmt == "json":
-        return json.dumps(template, indent=2) + "\n"
-    if fmt != "yaml":
-        raise ValueError(f"unknown template format {fmt!r}; use one of {FORMATS}")
-    try:
-        import yaml
-    except ImportError:
-        raise LambdaserveError(
-            "Writing YAML needs PyYAML, which is not installed.",
-            "Install the AWS extra (pip install 'lambdaserve[aws]'), or write JSON: -o template.json",
-        ) from None
-    # Resources share tag lists, which PyYAML would write once and then as aliases (*id001);
-    # CloudFormation rejects aliases, so dump a copy that shares nothing. No line folding:
-    # a folded Fn::Sub string is hard to read and to diff.
-    unshared = json.loads(json.dumps(template))
-    text: str = yaml.safe_dump(unshared, sort_keys=False, default_flow_style=False, width=1_000_000)
-    return text
-
-
-def logical_part(name: str) -> str:
-    """A model or stage name as part of a logical ID (letters and digits only), one to one.
-
-    ``iris`` -> ``Iris``. A name with other characters or capitals keeps its letters and
-    digits and gets a hash of itself, so ``my-model`` and ``my_model`` stay apart.
-    """
-    camel = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
-    if _SIMPLE_NAME.fullmatch(name):
-        return camel
-    return f"{camel}{hashlib.sha256(name.encode()).hexdigest()[:6]}"
-
-
-def check_alias_name(stage: str) -> str:
-    # Lambda alias names may not be all digits: they would read as version numbers.
-    if stage.isdigit():
-        raise LambdaserveError(
-            f"{stage!r} cannot be a Lambda alias name: an all-digit name reads as a version number.",
-            "Use a stage name with at least one letter (e.g. test, prod, v2).",
-        )
-    return stage
-
-
-def bucket_name(names: Names) -> str:
-    """The bucket's name, with the account left to CloudFormation when it is the placeholder."""
-    if names.account != ACCOUNT_PLACEHOLDER:
-        return names.bucket
-    dummy = "9" * 12  # every account ID has 12 digits
-    example = dataclasses.replace(names, account=dummy).bucket
-    if not example.endswith(f"-{dummy}-{names.region}"):
-        raise LambdaserveError(
-            f"The bucket name of project {names.project!r} in {names.region} is longer than S3 "
-            "allows, and lambdaserve shortens it with a hash that includes the account ID.",
-            "Pass --account with the 12-digit ID of the account you deploy to, or a shorter --project.",
-        )
-    head, _, tail = example.rpartition(dummy)
-    return f"{head}{ACCOUNT_PLACEHOLDER}{tail}"
-
-
-# -- intrinsic functions, long form (valid in JSON, and in YAML without custom tags) ------
-def ref(logical_id: str) -> dict[str, Any]:
-    return {"Ref": logical_id}
-
-
-def get_att(logical_id: str, attribute: str) -> dict[str, Any]:
-    return {"Fn::GetAtt": [logical_id, attribute]}
-
-
-def sub(text: str) -> Any:
-    """``text`` through Fn::Sub when it holds ``${...}``, else as it is (cfn-lint flags a useless Sub)."""
-    return {"Fn::Sub": text} if "${" in text else text
-
-
-def cfn_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
 class _Template:
@@ -307,7 +222,7 @@ class _Template:
             "AWS::IAM::Role",
             {
                 "RoleName": names.role(model),
-                "AssumeRolePolicyDocument": LAMBDA_TRUST,
+                "AssumeRolePolicyDocument": TRUST_POLICY,
                 "ManagedPolicyArns": [sub(BASIC_EXECUTION_POLICY)],
                 "Policies": [
                     {
@@ -572,10 +487,4 @@ def _function_settings(model: str, stages: list[Desired]) -> FunctionSettings:
 
 def release_image_tag(release: Release) -> str:
     """The tag lambdaserve gives the image of this release's Python and requirements."""
-    if not release.python or not release.requirements:
-        raise LambdaserveError(
-            f"Version {release.version} of {release.model} records no Python or requirements "
-            "to build an image from.",
-            "Push the model again with this lambdaserve (it pins them).",
-        )
-    return image_tag(image_context(list(release.requirements), release.python))
+    return image_tag(release.image_context())

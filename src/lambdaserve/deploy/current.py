@@ -25,13 +25,11 @@ class BucketState:
 
 @dataclass
 class FunctionState:
-    arn: str
     image_uri: str
     role: str
     memory_mb: int
     timeout_s: int
     environment: dict[str, str]
-    tags: dict[str, str]
     versions: dict[str, str]  # version description -> version number
     reserved_concurrency: int | None
     alias: dict[str, Any] | None
@@ -175,13 +173,11 @@ def _function(aws: AWS, names: Names, model: str, stage: str) -> FunctionState |
         if config_answer is not None:
             provisioned = config_answer.get("RequestedProvisionedConcurrentExecutions")
     return FunctionState(
-        arn=config["FunctionArn"],
         image_uri=found.get("Code", {}).get("ImageUri", ""),
         role=config["Role"],
         memory_mb=config["MemorySize"],
         timeout_s=config["Timeout"],
         environment=config.get("Environment", {}).get("Variables", {}),
-        tags=found.get("Tags", {}),
         versions=versions,
         reserved_concurrency=concurrency.get("ReservedConcurrentExecutions"),
         alias={k: v for k, v in alias.items() if k != "ResponseMetadata"} if alias else None,

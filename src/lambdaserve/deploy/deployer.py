@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.current import Current, read_current
-from lambdaserve.deploy.image import ImageContext, detect_builder, image_context, image_tag
+from lambdaserve.deploy.image import ImageContext, detect_builder, image_tag
 from lambdaserve.deploy.names import Names, check_api_stage, project_name
 from lambdaserve.deploy.plan import Plan, PushImage, Reporter, execute
 from lambdaserve.deploy.planner import plan_deploy
@@ -193,7 +193,7 @@ def _release(
     model: str,
     version: int | None,
     image_uri: str | None,
-    contexts: dict[str, Any],
+    contexts: dict[str, ImageContext],
 ) -> Release:
     if model not in store.models():
         raise LambdaserveError(
@@ -205,12 +205,7 @@ def _release(
     release = Release.from_version(record, store.model_path(record))
     if image_uri:
         return replace(release, image_uri=image_uri)
-    if not release.python or not release.requirements:
-        raise LambdaserveError(
-            f"Version {record.version} of {model} records no Python or requirements to build an image from.",
-            "Push the model again with this lambdaserve (it pins them), or pass --image-uri.",
-        )
-    context = image_context(list(release.requirements), release.python)
+    context = release.image_context()
     uri = names.image_uri(image_tag(context))
     contexts[uri] = context
     return replace(release, image_uri=uri)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lambdaserve.bundle.pins import canonical
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Progress, runtime_files
+from lambdaserve.execution.environments import Progress, runtime_files, stream_command
 
 BASE_IMAGE = "public.ecr.aws/lambda/python"
 PLATFORM = "linux/amd64"
@@ -181,16 +181,8 @@ def build_image(context: ImageContext, image: str, builder: Builder, progress: P
         directory = write_context(context, Path(scratch) / "context")
         iidfile = Path(scratch) / "image-id"
         command = builder.build_command(directory, image, iidfile)
-        tail: list[str] = []
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-        ) as process:
-            for line in process.stdout or ():
-                line = line.rstrip()
-                if line:
-                    tail = [*tail[-(TAIL_LINES - 1) :], line]
-                    progress.detail(line)
-        if process.returncode != 0 or not iidfile.is_file():
+        returncode, tail = stream_command(command, progress, TAIL_LINES)
+        if returncode != 0 or not iidfile.is_file():
             hint = (
                 f"Check that every pinned version has a wheel for Linux x86_64, Python {context.python} "
                 f"and the glibc of {context.base_image} (the base image has no compiler), that the "
@@ -204,8 +196,7 @@ def build_image(context: ImageContext, image: str, builder: Builder, progress: P
                     "BUILDAH_ISOLATION=chroot runs them without one."
                 )
             raise LambdaserveError(
-                f"Building the image failed: {builder.name} exited with {process.returncode}.\n"
-                + "\n".join(tail),
+                f"Building the image failed: {builder.name} exited with {returncode}.\n" + "\n".join(tail),
                 hint,
             )
         image_id = iidfile.read_text().strip()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lambdaserve.deploy.image import ImageContext, image_context
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import ModelVersion
@@ -40,7 +41,7 @@ class Release:
     image_uri: str = ""  # the image its requirements need (set by the deployer)
 
     @classmethod
-    def from_version(cls, record: ModelVersion, file: Path, image_uri: str = "") -> Release:
+    def from_version(cls, record: ModelVersion, file: Path) -> Release:
         manifest = record.manifest
         return cls(
             model=record.model,
@@ -53,8 +54,18 @@ class Release:
             requirements=tuple(manifest.get("requirements") or ()),
             has_proba=bool(manifest.get("has_proba")),
             trusted_types=tuple(manifest.get("trusted_types") or ()),
-            image_uri=image_uri,
         )
+
+    def image_context(self) -> ImageContext:
+        """What the image of this release's Python and pinned requirements is built from."""
+        if not self.python or not self.requirements:
+            raise LambdaserveError(
+                f"Version {self.version} of {self.model} records no Python or requirements to build "
+                "an image from.",
+                "Push the model again with this lambdaserve (it pins them), or use an image of your "
+                "own (deploy --image-uri; the exported template's ImageUri parameter).",
+            )
+        return image_context(list(self.requirements), self.python)
 
     def description(self) -> str:
         """The Lambda version's description: how a published version is matched to a local one."""

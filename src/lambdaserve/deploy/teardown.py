@@ -39,11 +39,6 @@ class Inventory:
     bucket: str | None = None
     whole_project: bool = False  # nothing of the project stays: remove its shared resources too
 
-    def is_empty(self) -> bool:
-        return not (
-            self.functions or self.roles or self.log_groups or self.rules or self.api or self.usage_plans
-        ) and not (self.api_keys or self.repository or self.bucket)
-
 
 def _ours(tags: dict[str, str], project: str, model: str | None) -> bool:
     return tags.get(TAG_PROJECT) == project and (model is None or tags.get(TAG_MODEL) == model)

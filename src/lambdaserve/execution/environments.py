@@ -183,7 +183,8 @@ def find_python(version: str) -> str:
     )
 
 
-def _run(command: list[str], progress: Progress) -> None:
+def stream_command(command: list[str], progress: Progress, tail_lines: int = 20) -> tuple[int, list[str]]:
+    """Run a tool, its output shown line by line as progress; (exit code, its last lines)."""
     tail: list[str] = []
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
@@ -191,12 +192,17 @@ def _run(command: list[str], progress: Progress) -> None:
         for line in process.stdout or ():
             line = line.rstrip()
             if line:
-                tail = [*tail[-19:], line]
+                tail = [*tail[-(tail_lines - 1) :], line]
                 progress.detail(line)
-    if process.returncode != 0:
+    return process.returncode, tail
+
+
+def _run(command: list[str], progress: Progress) -> None:
+    returncode, tail = stream_command(command, progress)
+    if returncode != 0:
         raise LambdaserveError(
             f"Building the environment failed: {' '.join(command[:3])} ... exited with "
-            f"{process.returncode}.\n" + "\n".join(tail),
+            f"{returncode}.\n" + "\n".join(tail),
             "Check that the pinned versions exist for this Python and platform, and that the "
             "package index is reachable; fix a wrong pin with --requirement name==version.",
         )
