@@ -26,6 +26,9 @@ def proxy_response(status: int, body: Any, headers: dict[str, str] | None = None
 
 
 def to_json(value: Any) -> str:
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and not hasattr(value, "columns"):
+        value = tolist()  # a model's numpy output: plain lists go straight to json.dumps
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):
