@@ -28,7 +28,10 @@ help:
 install: $(STAMP)
 
 # uv installs in seconds and precompiles bytecode (without it, every cold start
-# recompiles scikit-learn); pip is the fallback where uv cannot be installed.
+# recompiles scikit-learn); pip is the fallback where uv cannot be installed. An
+# editable install leaves lambdaserve's own modules uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set nothing ever writes them: compileall does, once
+# (0.1 s off every command's start, and off every INIT).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv; then \
@@ -36,6 +39,7 @@ $(STAMP): pyproject.toml
 	else \
 	    $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; \
 	fi
+	$(BIN)/python -m compileall -q src
 	touch $@
 
 $(NEWS_MODEL): examples/newsgroups/train.py | $(STAMP)
@@ -45,6 +49,7 @@ $(NEWS_MODEL): examples/newsgroups/train.py | $(STAMP)
 # (PORT=8001 make demo to use another port).
 PORT ?= 8000
 demo: $(NEWS_MODEL)
+	@$(BIN)/python -m compileall -q src
 	$(BIN)/lambdaserve package $(NEWS_MODEL) --sample '["the space shuttle launch"]' -o $(NEWS_BUNDLE)
 	$(BIN)/lambdaserve invoke $(NEWS_BUNDLE) --data '["$(DEMO_POST)"]'
 	$(BIN)/lambdaserve serve $(NEWS_BUNDLE) --port $(PORT)
