@@ -248,10 +248,15 @@ class Gateway:
         # Past the integration timeout the caller gets 504, but the invocation goes on,
         # as in AWS: API Gateway stops waiting, Lambda does not stop running.
         pending = function.submit(event, request_id)
-        done, _ = await asyncio.wait((pending,), timeout=self.settings.integration_timeout_s)
-        if not done:
-            raise EndpointTimeout()
-        outcome = pending.result()
+        timer = asyncio.get_running_loop().call_later(
+            self.settings.integration_timeout_s, _stop_waiting, pending
+        )
+        try:
+            outcome = await pending
+        except _GaveUp:
+            raise EndpointTimeout() from None
+        finally:
+            timer.cancel()
         if outcome.status == "throttled":
             self.metrics.refuse(name, stage, "concurrency")
         return proxy_to_http(outcome)
@@ -425,6 +430,15 @@ class Gateway:
                 list(requirements), python_version, self.settings.env_mode, progress
             )
         return self._pythons[cache_key]
+
+
+class _GaveUp(Exception):
+    """The integration timeout passed: the caller stops waiting; the invocation goes on."""
+
+
+def _stop_waiting(pending: asyncio.Future[Outcome]) -> None:
+    if not pending.done():
+        pending.set_exception(_GaveUp())
 
 
 def error_response(exc: GatewayError) -> Response:

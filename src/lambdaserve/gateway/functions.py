@@ -212,7 +212,11 @@ class Function:
     def _schedule(self) -> None:
         while self.queue and self.idle:
             env = self.idle.pop()  # the most recently used: its caches are warm
-            self._spawn(self._run(env, self._take()))
+            env.busy = True
+            self._update_gauges()
+            self._watch()
+            # Handed over now, in this loop turn; the task only waits for the answers.
+            self._spawn(self._run(env, self._hand(env, self._take())))
         if not self.queue or self._closed:
             return
         room = self.settings.limit - len(self.environments) - self.forking
@@ -224,7 +228,8 @@ class Function:
             while len(self.queue) > self.forking:
                 pending = self.queue.pop()
                 self.metrics.invocations.labels(self.name, self.version, "throttled").inc()
-                pending.future.set_result(Outcome("throttled"))
+                if not pending.future.done():
+                    pending.future.set_result(Outcome("throttled"))
 
     def _take(self) -> list[_Pending]:
         batch = [self.queue.popleft()]
@@ -345,12 +350,9 @@ class Function:
                 pending.future.set_result(outcome)
 
     # -- messages to one environment ----------------------------------------------------
-    async def _run(self, env: Environment | RuntimeAPIEnvironment, batch: list[_Pending]) -> None:
+    async def _run(self, env: Environment | RuntimeAPIEnvironment, first: _Flight) -> None:
         """Keep the environment busy while requests wait; answer each batch as it lands."""
-        env.busy = True
-        self._update_gauges()
-        self._watch()
-        flight: _Flight | None = self._hand(env, batch)
+        flight: _Flight | None = first
         while flight is not None:
             landed = await self._land(env, flight)
             following = None
