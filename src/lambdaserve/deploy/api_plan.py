@@ -144,19 +144,7 @@ def plan_api(plan: Plan, desired: Desired, current: Current) -> Value:
     snapshot = "lambdaserve routes " + hashlib.sha256(json.dumps(sorted(paths)).encode()).hexdigest()[:16]
     stage_state = api.stage if api else None
     if stage_state is None or changed or (api is not None and api.stage_deployment != snapshot):
-        plan.add(
-            Call(
-                "apigateway",
-                "create_deployment",
-                {
-                    "restApiId": api_id,
-                    "stageName": stage,
-                    "description": snapshot,
-                    "variables": {"lambdaAlias": stage},
-                },
-                f"Deploy the API to the stage {stage}",
-            )
-        )
+        plan.add(stage_deployment(api_id, stage, snapshot, f"Deploy the API to the stage {stage}"))
     elif (stage_state.get("variables") or {}).get("lambdaAlias") != stage:
         patch = [{"op": "replace", "path": "/variables/lambdaAlias", "value": stage}]
         plan.add(
@@ -168,6 +156,21 @@ def plan_api(plan: Plan, desired: Desired, current: Current) -> Value:
             )
         )
     return api_id
+
+
+def stage_deployment(api_id: Value, stage: str, description: str, label: str) -> Call:
+    """A new snapshot of the API served by ``stage``, which invokes the alias of its own name."""
+    return Call(
+        "apigateway",
+        "create_deployment",
+        {
+            "restApiId": api_id,
+            "stageName": stage,
+            "description": description,
+            "variables": {"lambdaAlias": stage},
+        },
+        label,
+    )
 
 
 def plan_permission(plan: Plan, desired: Desired, current: Current, api_id: Value) -> None:

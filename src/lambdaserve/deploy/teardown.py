@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdaserve.deploy.api_plan import stage_deployment
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, Names
 from lambdaserve.deploy.plan import Call, Plan
@@ -144,15 +145,10 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
             )
         for stage in found.api_stages:
             plan.add(
-                Call(
-                    "apigateway",
-                    "create_deployment",
-                    {
-                        "restApiId": api_id,
-                        "stageName": stage,
-                        "description": f"lambdaserve: without {model}",
-                        "variables": {"lambdaAlias": stage},
-                    },
+                stage_deployment(
+                    api_id,
+                    stage,
+                    f"lambdaserve: without {model}",
                     f"Redeploy the stage {stage} without /{model}",
                 )
             )

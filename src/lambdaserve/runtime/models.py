@@ -12,6 +12,7 @@ imported only when a model of that format is loaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import sys
@@ -157,15 +158,12 @@ def _prediction_context() -> Callable[[], contextlib.AbstractContextManager[Any]
     sklearn = sys.modules.get("sklearn")  # imported by loading the model, if it needs it
     if sklearn is None or os.environ.get("LAMBDASERVE_SKLEARN_VALIDATION") == "1":
         return contextlib.nullcontext
+    calling = functools.partial(sklearn.config_context, skip_parameter_validation=True)
     try:
-        with sklearn.config_context(skip_parameter_validation=True):
+        with calling():
             pass
     except TypeError:  # scikit-learn before 1.3 has no such setting
         return contextlib.nullcontext
-
-    def calling() -> contextlib.AbstractContextManager[Any]:
-        return sklearn.config_context(skip_parameter_validation=True)  # type: ignore[no-any-return]
-
     return calling
 
 
