@@ -148,6 +148,41 @@ def test_a_canary_weighs_the_new_version_beside_the_old_one() -> None:
     }
 
 
+def test_a_canary_of_a_version_never_published_names_it_once_published() -> None:
+    # GIVEN a stage serving version 1, and version 2 that Lambda has never published
+    current = deployed(desired())
+    plan = plan_deploy(desired(canary=release(2, "b" * 64), canary_weight=10.0), current)
+
+    # WHEN the plan runs: publishing answers with Lambda's next version number
+    class Lambda:
+        def __init__(self) -> None:
+            self.aliases: list[dict[str, object]] = []
+
+        def call(self, service: str, operation: str, **params: object) -> dict[str, object]:
+            if operation == "update_alias":
+                self.aliases.append(params)
+            return {"Version": "7", "VersionId": "v2"}
+
+        def wait(self, service: str, waiter: str, **params: object) -> None: ...
+
+    class Quiet:
+        def step(self, message: str) -> None: ...
+
+        def detail(self, line: str) -> None: ...
+
+    aws = Lambda()
+    execute(plan, aws, Quiet())
+    # THEN the alias weighs the newly published version by its number, a key AWS accepts
+    assert aws.aliases == [
+        {
+            "FunctionName": "shop-news",
+            "Name": "test",
+            "FunctionVersion": "1",
+            "RoutingConfig": {"AdditionalVersionWeights": {"7": 0.1}},
+        }
+    ]
+
+
 def test_settings_changes_are_planned_and_removed_settings_are_undone() -> None:
     want = desired(
         function=FunctionSettings(

@@ -3,7 +3,8 @@
 Steps are plain values (as chalice's planner makes them), so a dry run prints the plan
 and runs nothing. A step's parameters may hold ``Ref`` (a value from an earlier step's
 answer, such as the id of a REST API created two steps before) or ``Fmt`` (a string
-built from refs). A plan with no step that writes is a deploy with nothing to change.
+built from refs), as values and as dictionary keys alike. A plan with no step that
+writes is a deploy with nothing to change.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def resolve(value: Any, outputs: dict[str, Any]) -> Any:
     if isinstance(value, Fmt):
         return value.template.format(**{name: resolve(ref, outputs) for name, ref in value.refs})
     if isinstance(value, dict):
-        return {k: resolve(v, outputs) for k, v in value.items()}
+        # Keys too: a canary's weight is keyed by a Lambda version that this plan may publish.
+        return {resolve(k, outputs): resolve(v, outputs) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, outputs) for v in value]
     if isinstance(value, tuple):
