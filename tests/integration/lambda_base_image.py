@@ -1,30 +1,32 @@
-"""A stand-in for AWS's Lambda Python base image, assembled from this machine's Python.
+"""Stand-ins for AWS's Lambda base images and for a CPython build, assembled from this machine.
 
-``public.ecr.aws/lambda/python:X.Y`` cannot be pulled offline, so the image test builds
-an image of that name with buildah from scratch, in AWS's layout:
+AWS's images cannot be pulled offline, so the image tests serve stand-ins from a local
+registry (Debian's docker-registry), and the container configuration (``registries.conf``)
+sends every pull of ``public.ecr.aws/lambda/...`` there, as a company's mirror would: the
+generated Dockerfile is built exactly as it is, ``FROM public.ecr.aws/lambda/...@sha256:``.
 
-- ``/var/lang``: the interpreter running the tests and its stdlib, with pip copied from this
-  environment, and the shared libraries they need per ``ldd`` plus those manylinux wheels
-  may expect of the system;
-- ``/var/runtime``: awslambdaric and its dependencies, copied from this environment as
-  installed (AWS's image ships the runtime interface client there);
-- ``/lambda-entrypoint.sh`` (under a ``/bin/sh`` that is this machine's dash): with
-  ``AWS_LAMBDA_RUNTIME_API`` set, ``exec python3 -m awslambdaric HANDLER`` from ``/var/task``;
-- ``ENV LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime``, ``WORKDIR /var/task``.
+- ``provided:al2023`` (linux/amd64): an OS-only image in AWS's layout. Its userland is this
+  machine's: ``/bin/sh`` (dash), the shared libraries Python's modules need (per ``ldd``)
+  and those manylinux wheels may expect, a CA bundle where Amazon Linux keeps it,
+  ``/var/task``, ``/tmp``, and AWS's environment (``LAMBDA_TASK_ROOT``, ...).
+- ``python:3.12`` (linux/arm64): files only (a placeholder interpreter): enough for a build
+  that only copies, which is what the arm64 test goes up to: running it needs an emulator.
+- A CPython "build" (``cpython-3.11.7-linux-x86_64-gnu/``): the interpreter running the
+  tests, its stdlib and libpython, in python-build-standalone's layout, where
+  ``LAMBDASERVE_PYTHON_BUILDS`` finds it.
 
-Emulation limits: no Amazon Linux userland (no yum/dnf, no ``/usr/bin`` tools), no
-Runtime Interface Emulator (without ``AWS_LAMBDA_RUNTIME_API`` the entrypoint exits), no
-boto3 among the runtime's libraries, x86_64 hosts only, and the interpreter is whatever
-patch release runs the tests. Above all, glibc is this machine's: wheels that Amazon
-Linux 2 (glibc 2.26, under AWS's images up to Python 3.11) refuses install here. What only
-AWS's real image can show is listed in docs/aws.md.
+Emulation limits: glibc is this machine's (2.36 here; Amazon Linux 2023 has 2.34), no
+Amazon Linux packages, no Runtime Interface Emulator, and the CPython is whatever patch
+release runs the tests, not python-build-standalone's. What only AWS's real images show is
+listed in docs/aws.md.
 
-All of it lives in a container storage of its own (``storage_env``), never in the
-machine's, so the stand-in can never be mistaken for AWS's image by a real build.
+Everything lives in a container storage of this module's caller (``storage_env``), never in
+the machine's, so a stand-in can never be mistaken for AWS's image by a real build.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,11 +34,10 @@ import ssl
 import subprocess
 import sys
 import sysconfig
-from importlib import metadata
 from pathlib import Path
 
-BASE_REPOSITORY = "public.ecr.aws/lambda/python"
-RUNTIME_DISTRIBUTIONS = ("awslambdaric", "simplejson", "snapshot-restore-py")
+PROVIDED = "lambda/provided:al2023"
+PYTHON_ARM64 = "lambda/python:3.12"
 # Parts of the stdlib no Lambda function needs: leaving them out keeps the image small.
 STDLIB_SKIPPED = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip"}
 STDLIB_SKIPPED_PREFIX = "config-"  # the static library and Makefile for building Python itself
@@ -46,20 +47,20 @@ MANYLINUX_LIBRARIES = (
     "libgcc_s.so.1", "libstdc++.so.6", "libz.so.1", "libcrypt.so.1",
 )  # fmt: skip
 CA_BUNDLE = Path("/etc/pki/tls/certs/ca-bundle.crt")  # where Amazon Linux keeps it
+# AWS's provided images: no /var/lang/lib (no Python there); the Dockerfile adds it.
+AWS_ENV = {
+    "LANG": "C.UTF-8",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LD_LIBRARY_PATH": "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "LAMBDA_RUNTIME_DIR": "/var/runtime",
+    "SSL_CERT_FILE": str(CA_BUNDLE),
+}
 ENTRYPOINT = """\
 #!/bin/sh
-# Stands in for AWS's /lambda-entrypoint.sh: the handler comes as the only argument (CMD).
-if [ $# -ne 1 ]; then
-  echo "entrypoint requires the handler name to be the first argument" 1>&2
-  exit 142
-fi
-export _HANDLER="$1"
-if [ -z "${AWS_LAMBDA_RUNTIME_API}" ]; then
-  echo "This stand-in has no Runtime Interface Emulator: set AWS_LAMBDA_RUNTIME_API" 1>&2
-  exit 1
-fi
-export PYTHONPATH="${LAMBDA_RUNTIME_DIR}"
-exec python3 -m awslambdaric "$_HANDLER"
+# Stands in for AWS's /lambda-entrypoint.sh; an image that brings its own runtime replaces it.
+echo "This stand-in has no Runtime Interface Emulator" 1>&2
+exit 1
 """
 
 
@@ -67,12 +68,14 @@ def python_version() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def base_image_name(version: str | None = None) -> str:
-    return f"{BASE_REPOSITORY}:{version or python_version()}"
+def python_build_name() -> str:
+    return (
+        f"cpython-{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}-linux-x86_64-gnu"
+    )
 
 
 def storage_env(root: Path) -> dict[str, str]:
-    """Environment that points buildah (and so ``build_image``) at a storage under ``root``.
+    """Environment that points buildah (and so lambdaserve's builds) at a storage under ``root``.
 
     overlay when the kernel and filesystem allow it (as root on ext4 or xfs), else vfs,
     which works anywhere but copies every layer in full.
@@ -92,6 +95,16 @@ def storage_env(root: Path) -> dict[str, str]:
     raise RuntimeError(f"buildah cannot use a container storage under {root}:\n{probe.stderr}")
 
 
+def mirror_config(path: Path, registry: str) -> dict[str, str]:
+    """A registries.conf that sends public.ecr.aws/lambda pulls to the local registry (plain HTTP)."""
+    path.write_text(
+        'unqualified-search-registries = []\n\n[[registry]]\nprefix = "public.ecr.aws/lambda"\n'
+        f'location = "{registry}/lambda"\ninsecure = true\n\n'
+        f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
+    )
+    return {"CONTAINERS_REGISTRIES_CONF": str(path)}
+
+
 def buildah(*args: str) -> str:
     done = subprocess.run(["buildah", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
@@ -99,71 +112,53 @@ def buildah(*args: str) -> str:
     return done.stdout.strip()
 
 
-def image_exists(name: str) -> bool:
-    return bool(buildah("images", "--quiet", "--filter", f"reference={name}"))
+def publish_stand_ins(work: Path, registry: str) -> None:
+    """Build both stand-in bases and push them to ``registry`` as lambda/provided and lambda/python."""
+    rootfs = work / "provided-rootfs"
+    assemble_os_rootfs(rootfs)
+    _commit(rootfs, f"{registry}/{PROVIDED}", "amd64", AWS_ENV)
+    arm = work / "python-arm64-rootfs"
+    placeholder = arm / "var" / "lang" / "bin" / "python3.12"
+    placeholder.parent.mkdir(parents=True)
+    placeholder.write_text("#!/bin/sh\necho 'an arm64 interpreter would run here' >&2; exit 1\n")
+    (arm / "var" / "task").mkdir(parents=True)
+    (arm / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
+    arm_env = {**AWS_ENV, "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin"}
+    _commit(arm, f"{registry}/{PYTHON_ARM64}", "arm64", arm_env)
+    shutil.rmtree(rootfs)
+    shutil.rmtree(arm)
 
 
-def ensure_base_image(work: Path) -> str:
-    """The stand-in base image for this Python, built unless the storage already has it."""
-    name = base_image_name()
-    if image_exists(name):
-        return name
-    rootfs = work / "rootfs"
-    if rootfs.exists():
-        shutil.rmtree(rootfs)
-    assemble_rootfs(rootfs)
+def _commit(rootfs: Path, name: str, arch: str, env: dict[str, str]) -> None:
     container = buildah("from", "--quiet", "scratch")
     try:
         buildah("copy", "--quiet", container, str(rootfs), "/")
+        options = [item for key, value in env.items() for item in ("--env", f"{key}={value}")]
         buildah(
-            "config",
-            "--env", "LANG=C.UTF-8",
-            "--env", "PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
-            "--env", "LD_LIBRARY_PATH=/var/lang/lib:/lib64:/usr/lib64",
-            "--env", "LAMBDA_TASK_ROOT=/var/task",
-            "--env", "LAMBDA_RUNTIME_DIR=/var/runtime",
-            "--env", f"PIP_CERT={CA_BUNDLE}",
-            "--env", f"SSL_CERT_FILE={CA_BUNDLE}",
-            "--workingdir", "/var/task",
-            "--entrypoint", '["/lambda-entrypoint.sh"]',
-            "--os", "linux",
-            "--arch", "amd64",
-            container,
+            "config", *options, "--workingdir", "/var/task", "--entrypoint", '["/lambda-entrypoint.sh"]',
+            "--os", "linux", "--arch", arch, container,
         )  # fmt: skip
-        buildah("commit", "--quiet", "--rm", container, name)
+        buildah("commit", "--quiet", "--rm", "--format", "docker", container, name)
     except BaseException:
         subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
         raise
-    shutil.rmtree(rootfs)
-    return name
+    buildah("push", "--quiet", "--tls-verify=false", "--format", "v2s2", name, f"docker://{name}")
+    buildah("rmi", name)
 
 
-def assemble_rootfs(rootfs: Path) -> None:
-    prefix = Path(sys.base_prefix)
-    version = python_version()
-    lang = rootfs / "var" / "lang"
-    stdlib = Path(sysconfig.get_path("stdlib"))  # the base interpreter's, also from a venv
-
-    (lang / "bin").mkdir(parents=True)
-    interpreter = prefix / "bin" / f"python{version}"
-    shutil.copy2(interpreter, lang / "bin" / f"python{version}")
-    for alias in ("python3", "python"):
-        (lang / "bin" / alias).symlink_to(f"python{version}")
-    shutil.copytree(stdlib, lang / "lib" / f"python{version}", symlinks=True, ignore=_stdlib_ignored)
-    for library in (prefix / "lib").glob("libpython*.so*"):  # a --enable-shared build's
-        shutil.copy2(library, lang / "lib" / library.name)
-    libraries = [interpreter, *(stdlib / "lib-dynload").glob("*.so")]
-
-    site_packages = lang / "lib" / f"python{version}" / "site-packages"
-    _copy_distribution("pip", site_packages)
-    runtime = rootfs / "var" / "runtime"
-    for name in RUNTIME_DISTRIBUTIONS:
-        libraries += _copy_distribution(name, runtime)
-
+def assemble_os_rootfs(rootfs: Path) -> None:
+    """An OS-only image's files: a shell, system libraries, CA certificates, AWS's directories."""
+    stdlib = Path(sysconfig.get_path("stdlib"))
+    interpreter = Path(sys.base_prefix) / "bin" / f"python{python_version()}"
     shell = rootfs / "bin" / "sh"
     shell.parent.mkdir(parents=True)
     shutil.copy2(shutil.which("dash") or "/bin/dash", shell)  # Debian's /bin/sh: needs only libc
-    for library in _shared_libraries([*libraries, shell]) | _system_libraries(MANYLINUX_LIBRARIES):
+    binaries = [
+        interpreter,
+        shutil.which("dash") or Path("/bin/dash"),
+        *(stdlib / "lib-dynload").glob("*.so"),
+    ]
+    for library in _shared_libraries([Path(b) for b in binaries]) | _system_libraries(MANYLINUX_LIBRARIES):
         # Under the name the loader asks for; copy2 follows a symlink to the versioned file.
         target = rootfs / library.relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -173,11 +168,28 @@ def assemble_rootfs(rootfs: Path) -> None:
     certificates = rootfs / CA_BUNDLE.relative_to("/")
     certificates.parent.mkdir(parents=True)
     shutil.copy2(host_ca_bundle(), certificates)
-    (rootfs / "var" / "task").mkdir()
+    for directory in ("var/task", "var/runtime", "opt"):
+        (rootfs / directory).mkdir(parents=True)
     (rootfs / "tmp").mkdir(mode=0o1777)
     entrypoint = rootfs / "lambda-entrypoint.sh"
     entrypoint.write_text(ENTRYPOINT)
     entrypoint.chmod(0o755)
+
+
+def assemble_python_build(builds: Path) -> str:
+    """This machine's CPython as a python-build-standalone tree under ``builds``; its version."""
+    prefix = Path(sys.base_prefix)
+    version = python_version()
+    tree = builds / python_build_name()
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2(prefix / "bin" / f"python{version}", tree / "bin" / f"python{version}")
+    for alias in ("python3", "python"):
+        (tree / "bin" / alias).symlink_to(f"python{version}")
+    stdlib = Path(sysconfig.get_path("stdlib"))
+    shutil.copytree(stdlib, tree / "lib" / f"python{version}", symlinks=True, ignore=_stdlib_ignored)
+    for library in (prefix / "lib").glob("libpython*.so*"):  # a --enable-shared build's
+        shutil.copy2(library, tree / "lib" / library.name)
+    return tree.name.split("-")[1]
 
 
 def host_ca_bundle() -> Path:
@@ -185,26 +197,15 @@ def host_ca_bundle() -> Path:
     return Path(configured or ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
 
 
+def image_config(image: str) -> dict[str, object]:
+    found: dict[str, object] = json.loads(buildah("inspect", "--type", "image", image))["OCIv1"]
+    return found
+
+
 def _stdlib_ignored(directory: str, names: list[str]) -> set[str]:
     skipped = {n for n in names if n in STDLIB_SKIPPED or n.startswith(STDLIB_SKIPPED_PREFIX)}
     # Optimised bytecode (-O, -OO) is never used by the runtime.
     return skipped | {n for n in names if ".opt-" in n}
-
-
-def _copy_distribution(name: str, target: Path) -> list[Path]:
-    """Copy a distribution installed here (per its RECORD) into ``target``; return its shared objects."""
-    distribution = metadata.distribution(name)
-    objects = []
-    for file in distribution.files or ():
-        source = Path(str(distribution.locate_file(file)))
-        if ".." in file.parts or not source.is_file():
-            continue  # scripts installed outside site-packages, records of deleted files
-        destination = target / file
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
-        if source.suffix == ".so":
-            objects.append(source)
-    return objects
 
 
 def _system_libraries(names: tuple[str, ...]) -> set[Path]:
@@ -219,12 +220,12 @@ def _system_libraries(names: tuple[str, ...]) -> set[Path]:
 
 
 def _shared_libraries(binaries: list[Path]) -> set[Path]:
-    """The shared libraries ``ldd`` resolves for these files, but libpython."""
+    """The shared libraries ``ldd`` resolves for these files, but libpython (the CPython build's)."""
     found: set[Path] = set()
     for binary in binaries:
         output = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False).stdout
         for match in re.finditer(r"(/\S+\.so[.\d]*)\s+\(0x", output):
             path = Path(match.group(1))
-            if not path.name.startswith("libpython"):  # copied into /var/lang/lib
+            if not path.name.startswith("libpython"):
                 found.add(path)
     return found

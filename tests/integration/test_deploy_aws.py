@@ -20,6 +20,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,20 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from lambdaserve.deploy.awsclient import AWS
+from lambdaserve.deploy.base import Base, base_age_days
 from lambdaserve.deploy.deployer import DeployOptions, DeployResult, deploy
-from lambdaserve.deploy.names import TAG_PROJECT
+from lambdaserve.deploy.image import Builder
+from lambdaserve.deploy.names import TAG_PROJECT, Names
+from lambdaserve.deploy.permissions import ALWAYS_ALLOWED, actions_for, deployer_policy, granted
 from lambdaserve.deploy.plan import Reporter, execute
-from lambdaserve.deploy.remote import promote_options, rollback_options
+from lambdaserve.deploy.remote import promote_options, remote_status, rollback_options
+from lambdaserve.deploy.spec import recommended_memory
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.store import Store
 
 REAL = os.environ.get("LAMBDASERVE_TEST_AWS") == "real"
+BASE_DIGEST = "sha256:" + "b" * 64
 REGION = os.environ.get("AWS_REGION", "eu-west-1") if REAL else "eu-west-1"
 READ_PREFIXES = ("Get", "Describe", "List", "Head")
 
@@ -60,6 +66,7 @@ class CallLog:
 
     def __init__(self) -> None:
         self.operations: list[str] = []
+        self.every: list[tuple[str, str]] = []  # never cleared: what the run called, for the IAM check
 
     def __call__(self, region: str | None, profile: str | None) -> AWS:
         aws = AWS(region, profile)
@@ -67,10 +74,19 @@ class CallLog:
         return aws
 
     def _record(self, model: Any, **kwargs: Any) -> None:
-        self.operations.append(f"{model.service_model.service_name}:{model.name}")
+        service = model.service_model.service_name
+        self.operations.append(f"{service}:{model.name}")
+        self.every.append(({"api-gateway": "apigateway"}.get(service, service), model.name))
 
     def writes(self) -> list[str]:
         return [op for op in self.operations if not op.split(":")[1].startswith(READ_PREFIXES)]
+
+
+class BuilderStandIn(Builder):
+    """Pins a base as a pull would (AWS's registry is out of reach), and builds nothing."""
+
+    def pin(self, base: Base, progress: Any) -> Base:
+        return replace(base, digest=BASE_DIGEST, created="2026-11-02T10:20:30Z")
 
 
 class RegistryStandIn:
@@ -78,10 +94,6 @@ class RegistryStandIn:
 
     def __init__(self) -> None:
         self.pushed: list[str] = []
-        self.checked: list[str] = []
-
-    def check(self, uris: list[str]) -> None:
-        self.checked += uris
 
     def __call__(self, uri: str) -> dict[str, Any]:
         repository, tag = uri.split("/", 1)[1].split(":")
@@ -140,16 +152,20 @@ def project() -> str:
 def run(
     store: Store, calls: CallLog, registry: RegistryStandIn | None, options: DeployOptions
 ) -> DeployResult:
-    def stand_in(aws: AWS, contexts: dict[str, Any], progress: Reporter) -> RegistryStandIn | None:
+    if REAL or registry is None:
+        return deploy(store, options, Progress(), calls)
+
+    def stand_in(aws: AWS, builder: Any, contexts: dict[str, Any], progress: Reporter) -> RegistryStandIn:
         return registry
 
-    return deploy(store, options, Progress(), calls, None if REAL or registry is None else stand_in)
+    def builder(preferred: str | None) -> Builder:
+        return BuilderStandIn("buildah", "/usr/bin/buildah")
+
+    return deploy(store, options, Progress(), calls, stand_in, builder)
 
 
-def destroy(store: Store, project: str, model: str | None = None) -> None:
-    aws = AWS(REGION)
-    from lambdaserve.deploy.names import Names
-
+def destroy(store: Store, project: str, model: str | None = None, calls: CallLog | None = None) -> None:
+    aws = (calls or CallLog())(REGION, None)
     names = Names(project, aws.account(), aws.region)
     found = find_resources(aws, names, model)
     execute(plan_teardown(aws, names, found, model), aws, Progress())
@@ -180,6 +196,12 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         first = run(store, calls, registry, options)
         # THEN every resource is there, as described
         check_resources(first, project)
+        # AND status --remote says which base the image was built on, and how old that base is
+        [status] = remote_status(store, project, REGION, None, calls)["models"]
+        assert first.base is not None
+        assert (status["base"], status["architecture"]) == (first.base.reference, "x86_64")
+        assert status["base_age_days"] == base_age_days(first.base.created)
+        assert [(s["stage"], s["layout"]) for s in status["stages"]] == [("test", "per-stage API")]
         assert REAL or registry.pushed == [first.desired.image_uri]
 
         # WHEN it is deployed again with nothing changed (and no flags)
@@ -188,7 +210,10 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         # THEN no call writes, and the same endpoint and key come back
         assert not again.changed
         assert calls.writes() == []
-        assert (again.url, again.api_key) == (first.url, first.api_key)
+        assert (again.url, again.api_key_id) == (first.url, first.api_key_id)
+        # and the key's value was shown once, by the deploy that made it
+        assert first.api_key
+        assert again.api_key is None
 
         # WHEN a new model version is pushed and deployed
         store.add_version("topics", *topics_v2_bundle)
@@ -196,8 +221,6 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         second = run(store, calls, registry, DeployOptions(model="topics", stage="test", project=project))
         # THEN it is uploaded, published as a new Lambda version and the alias flips; no image build
         assert REAL or registry.pushed == [first.desired.image_uri]
-        # (checked twice before: by the dry run and by the first deploy; not again)
-        assert REAL or registry.checked == [first.desired.image_uri] * 2
         assert "ecr:GetAuthorizationToken" not in calls.operations
         assert {"s3:PutObject", "lambda:PublishVersion", "lambda:UpdateAlias"} <= set(calls.writes())
         assert "lambda:CreateFunction" not in calls.operations
@@ -219,9 +242,15 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
         alias = lam.get_alias(FunctionName=function, Name="prod")
         assert alias["FunctionVersion"] == "1"
         assert alias["RoutingConfig"]["AdditionalVersionWeights"] == {second.lambda_version: 0.1}
+        # AND each stage is an API of its own
         apigw = boto3.client("apigateway", region_name=REGION)
-        api_id = first.url.split("//")[1].split(".")[0] if first.url else ""
-        assert {s["stageName"] for s in apigw.get_stages(restApiId=api_id)["item"]} == {"test", "prod"}
+        apis = {a["name"]: a["id"] for a in apigw.get_rest_apis()["items"] if project in a["name"]}
+        assert set(apis) == {f"lambdaserve-{project}-test", f"lambdaserve-{project}-prod"}
+        for stage, api_id in (
+            ("test", apis[f"lambdaserve-{project}-test"]),
+            ("prod", apis[f"lambdaserve-{project}-prod"]),
+        ):
+            assert [s["stageName"] for s in apigw.get_stages(restApiId=api_id)["item"]] == [stage]
 
         # WHEN the canary is rolled back
         run(store, calls, registry, rollback_options(store, DeployOptions("topics", "prod", project=project)))
@@ -235,23 +264,49 @@ def test_deploy_creates_every_resource_then_converges_updates_and_destroys(
             {},
         )
 
-        # WHEN keep-warm is turned on for test
-        run(store, calls, registry, DeployOptions("topics", "test", project=project, keep_warm=True))
+        # WHEN keep-warm and the access log are turned on for test
+        run(
+            store,
+            calls,
+            registry,
+            DeployOptions("topics", "test", project=project, keep_warm=True, access_logs=True),
+        )
         # THEN a schedule invokes the test alias
         events = boto3.client("events", region_name=REGION)
         rule = events.describe_rule(Name=f"lambdaserve-{project}-topics-test-warm")
         assert rule["ScheduleExpression"] == "rate(5 minutes)"
         [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
         assert target["Arn"].endswith(f":function:{function}:test")
+        # AND the stage writes its access log to a log group of its own
+        test_api = apis_of(project)[f"lambdaserve-{project}-test"]
+        settings = apigw.get_stage(restApiId=test_api, stageName="test")["accessLogSettings"]
+        group = f"/aws/apigateway/lambdaserve-{project}/test"
+        assert settings["destinationArn"].endswith(f":log-group:{group}")
+        assert json.loads(settings["format"])["status"] == "$context.status"
+        logs = boto3.client("logs", region_name=REGION)
+        assert [
+            g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+        ] == [group]
+        # (the account had no CloudWatch role for API Gateway: lambdaserve's is set, once for all)
+        assert apigw.get_account()["cloudwatchRoleArn"].endswith(":role/lambdaserve-apigateway-cloudwatch")
+        # AND a deploy without the flags keeps both
+        assert not run(store, CallLog(), registry, DeployOptions("topics", "test", project=project)).changed
     finally:
         # WHEN the project is destroyed
-        destroy(store, project)
+        destroy(store, project, calls=calls)
     # THEN nothing tagged with the project is left
     assert_nothing_left(project)
+    # AND `lambdaserve iam-policy` granted every call made on the way
+    needed = {action for call in calls.every for action in actions_for(*call)}
+    assert (
+        needed - granted(deployer_policy(project, REGION, first.desired.names.account)) - ALWAYS_ALLOWED
+        == set()
+    )
 
 
 def check_resources(result: DeployResult, project: str) -> None:
     names = result.desired.names
+    release = result.desired.release
     s3 = boto3.client("s3", region_name=REGION)
     bucket = names.bucket
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
@@ -261,7 +316,6 @@ def check_resources(result: DeployResult, project: str) -> None:
     assert all(block.values())
     assert len(block) == 4
     assert {"Key": TAG_PROJECT, "Value": project} in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
-    release = result.desired.release
     key = f"bundles/topics/{release.sha256}{release.suffix}"
     head = s3.head_object(Bucket=bucket, Key=key)
     assert head["Metadata"]["sha256"] == release.sha256
@@ -275,8 +329,7 @@ def check_resources(result: DeployResult, project: str) -> None:
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
-    attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
-    assert [p["PolicyName"] for p in attached] == ["AWSLambdaBasicExecutionRole"]
+    assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []
     inline = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="read-model-bundles")["PolicyDocument"]
     inline = json.loads(inline) if isinstance(inline, str) else inline
     assert inline["Statement"] == [
@@ -286,14 +339,35 @@ def check_resources(result: DeployResult, project: str) -> None:
             "Resource": f"arn:aws:s3:::{bucket}/bundles/topics/*",
         }
     ]
+    logs_policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="write-own-logs")[
+        "PolicyDocument"
+    ]
+    logs_policy = json.loads(logs_policy) if isinstance(logs_policy, str) else logs_policy
+    group_arn = f"arn:aws:logs:{REGION}:{names.account}:log-group:/aws/lambda/{project}-topics"
+    assert logs_policy["Statement"][0]["Resource"] == [f"{group_arn}:*", f"{group_arn}:log-stream:*"]
 
     lam = boto3.client("lambda", region_name=REGION)
     function = f"{project}-topics"
     config = lam.get_function(FunctionName=function)
     assert config["Configuration"]["PackageType"] == "Image"
     assert config["Code"]["ImageUri"] == result.desired.image_uri
-    assert (config["Configuration"]["MemorySize"], config["Configuration"]["Timeout"]) == (256, 10)
-    assert config["Tags"] == {TAG_PROJECT: project, "lambdaserve:model": "topics"}
+    # The defaults of a new function: memory from what the model used when packaged, a concurrency cap
+    measured = release.measured_memory_mb
+    assert measured
+    assert (config["Configuration"]["MemorySize"], config["Configuration"]["Timeout"]) == (
+        recommended_memory(measured),
+        10,
+    )
+    assert config["Configuration"]["Architectures"] == ["x86_64"]
+    assert lam.get_function_concurrency(FunctionName=function)["ReservedConcurrentExecutions"] == 10
+    # and the base its image was built on, pinned by digest
+    assert result.base is not None
+    assert config["Tags"]["lambdaserve:base"] == result.base.reference
+    assert REAL or result.base.reference == f"public.ecr.aws/lambda/provided:al2023@{BASE_DIGEST}"
+    assert {k: config["Tags"][k] for k in (TAG_PROJECT, "lambdaserve:model")} == {
+        TAG_PROJECT: project,
+        "lambdaserve:model": "topics",
+    }
     alias = lam.get_alias(FunctionName=function, Name="test")
     assert alias["FunctionVersion"] == result.lambda_version == "1"
     published = lam.get_function_configuration(FunctionName=function, Qualifier="1")
@@ -306,8 +380,8 @@ def check_resources(result: DeployResult, project: str) -> None:
     assert group["retentionInDays"] == 30
 
     apigw = boto3.client("apigateway", region_name=REGION)
-    [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}"]
-    assert api["tags"][TAG_PROJECT] == project
+    [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}-test"]
+    assert api["tags"] == {TAG_PROJECT: project, "lambdaserve:stage": "test"}
     resources = {r["path"]: r for r in apigw.get_resources(restApiId=api["id"], embed=["methods"])["items"]}
     assert {"/topics/predict", "/topics/predict_proba"} <= set(resources)
     for path in ("/topics/predict", "/topics/predict_proba"):
@@ -315,11 +389,9 @@ def check_resources(result: DeployResult, project: str) -> None:
         assert method["apiKeyRequired"] is True
         integration = method["methodIntegration"]
         assert integration["type"] == "AWS_PROXY"
-        assert integration["uri"].endswith(
-            f":function:{function}:${{stageVariables.lambdaAlias}}/invocations"
-        )
+        assert integration["uri"].endswith(f":function:{function}:test/invocations")
     stage = apigw.get_stage(restApiId=api["id"], stageName="test")
-    assert stage["variables"] == {"lambdaAlias": "test"}
+    assert stage["tags"] == {TAG_PROJECT: project, "lambdaserve:stage": "test"}
     assert result.url == f"https://{api['id']}.execute-api.{REGION}.amazonaws.com/test/topics/predict"
     policy = json.loads(lam.get_policy(FunctionName=function, Qualifier="test")["Policy"])
     [statement] = [
@@ -335,6 +407,14 @@ def check_resources(result: DeployResult, project: str) -> None:
     assert {"apiId": api["id"], "stage": "test"} in plan["apiStages"]
     [key] = apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
     assert apigw.get_api_key(apiKey=key["id"], includeValue=True)["value"] == result.api_key
+    assert key["id"] == result.api_key_id
+
+    ecr_policy = json.loads(ecr.get_repository_policy(repositoryName=f"lambdaserve-{project}")["policyText"])
+    assert ecr_policy["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    lifecycle = json.loads(
+        ecr.get_lifecycle_policy(repositoryName=f"lambdaserve-{project}")["lifecyclePolicyText"]
+    )
+    assert lifecycle["rules"][0]["selection"]["tagStatus"] == "untagged"
 
 
 def assert_nothing_left(project: str) -> None:
@@ -344,6 +424,10 @@ def assert_nothing_left(project: str) -> None:
     assert [r for r in iam.list_roles()["Roles"] if project in r["RoleName"]] == []
     logs = boto3.client("logs", region_name=REGION)
     assert logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{project}-")["logGroups"] == []
+    assert (
+        logs.describe_log_groups(logGroupNamePrefix=f"/aws/apigateway/lambdaserve-{project}/")["logGroups"]
+        == []
+    )
     events = boto3.client("events", region_name=REGION)
     assert events.list_rules(NamePrefix=f"lambdaserve-{project}-")["Rules"] == []
     apigw = boto3.client("apigateway", region_name=REGION)
@@ -421,7 +505,7 @@ def test_destroying_one_model_keeps_the_others_endpoints(
         lam = boto3.client("lambda", region_name=REGION)
         assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == [f"{project}-topics"]
         apigw = boto3.client("apigateway", region_name=REGION)
-        [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}"]
+        [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}-test"]
         paths = {r["path"] for r in apigw.get_resources(restApiId=api["id"])["items"]}
         assert paths == {"/", "/topics", "/topics/predict", "/topics/predict_proba"}
         iam = boto3.client("iam", region_name=REGION)
@@ -435,7 +519,286 @@ def test_destroying_one_model_keeps_the_others_endpoints(
         assert all(k.startswith("bundles/topics/") for k in keys)
         # and redeploying the remaining model changes nothing but the stage's routes snapshot
         again = run(store, CallLog(), registry, DeployOptions("topics", "test", project=project))
-        assert [s.operation for s in again.plan.steps] == ["create_deployment"]  # type: ignore[union-attr]
+        # (moto drops a stage's tags when it is redeployed, so it is tagged again there; AWS keeps them)
+        operations = [s.operation for s in again.plan.steps if s.operation != "tag_resource"]  # type: ignore[union-attr]
+        assert operations == ["create_deployment"]
     finally:
         destroy(store, project)
+    assert_nothing_left(project)
+
+
+def apis_of(project: str) -> dict[str, str]:
+    apigw = boto3.client("apigateway", region_name=REGION)
+    return {
+        a["name"]: a["id"]
+        for a in apigw.get_rest_apis()["items"]
+        if a.get("tags", {}).get(TAG_PROJECT) == project
+    }
+
+
+def paths_of(api_id: str) -> set[str]:
+    apigw = boto3.client("apigateway", region_name=REGION)
+    return {r["path"] for r in apigw.get_resources(restApiId=api_id)["items"]}
+
+
+@pytest.mark.skipif(REAL, reason="moto only: the real run covers the canary in the main test")
+def test_a_canary_of_a_version_never_published_goes_out_on_the_first_run(
+    aws_account: None,
+    store: Store,
+    project: str,
+    topics_bundle: tuple[dict[str, Any], Path],
+    topics_v2_bundle: tuple[dict[str, Any], Path],
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    store.add_version("topics", *topics_v2_bundle)
+    try:
+        # GIVEN prod serves version 1, and version 2 was never published to Lambda
+        run(
+            store,
+            CallLog(),
+            registry,
+            DeployOptions("topics", "prod", version=1, project=project, region=REGION),
+        )
+        # WHEN version 2 goes to prod as a 10% canary
+        canary = promote_options(store, DeployOptions("topics", "prod", project=project), 2, 10.0)
+        done = run(store, CallLog(), registry, canary)
+        # THEN it is published and weighed in the same run
+        lam = boto3.client("lambda", region_name=REGION)
+        alias = lam.get_alias(FunctionName=f"{project}-topics", Name="prod")
+        published = lam.list_versions_by_function(FunctionName=f"{project}-topics")["Versions"]
+        second = next(v["Version"] for v in published if " v2 " in v.get("Description", ""))
+        assert (alias["FunctionVersion"], alias["RoutingConfig"]["AdditionalVersionWeights"]) == (
+            "1",
+            {second: 0.1},
+        )
+        assert done.changed
+    finally:
+        destroy(store, project)
+    assert_nothing_left(project)
+
+
+@pytest.mark.skipif(REAL, reason="two models: run against moto only, to keep the real run short")
+def test_each_stage_is_an_api_of_its_own_with_only_its_models_and_its_own_key(
+    aws_account: None,
+    store: Store,
+    project: str,
+    topics_bundle: tuple[dict[str, Any], Path],
+    iris_bundle: tuple[dict[str, Any], Path],
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    store.add_version("iris", *iris_bundle)
+    try:
+        # GIVEN topics on test and prod, and iris on test only, deployed without limits given
+        results = {
+            (model, stage): run(
+                store, CallLog(), registry, DeployOptions(model, stage, project=project, region=REGION)
+            )
+            for model, stage in (("topics", "test"), ("topics", "prod"), ("iris", "test"))
+        }
+        # THEN test's API holds both models, prod's only topics (iris there: 403 Missing Authentication Token)
+        apis = apis_of(project)
+        test_api, prod_api = apis[f"lambdaserve-{project}-test"], apis[f"lambdaserve-{project}-prod"]
+        topics = {"/", "/topics", "/topics/predict", "/topics/predict_proba"}
+        assert paths_of(test_api) == topics | {"/iris", "/iris/predict", "/iris/predict_proba"}
+        assert paths_of(prod_api) == topics
+        assert results[("iris", "test")].url == (
+            f"https://{test_api}.execute-api.{REGION}.amazonaws.com/test/iris/predict"
+        )
+        # AND each stage has its own key, on its own usage plan, throttled by default
+        apigw = boto3.client("apigateway", region_name=REGION)
+        plans = {p["name"]: p for p in apigw.get_usage_plans()["items"] if project in p["name"]}
+        for stage, api_id in (("test", test_api), ("prod", prod_api)):
+            plan = plans[f"lambdaserve-{project}-{stage}"]
+            assert plan["apiStages"] == [{"apiId": api_id, "stage": stage}]
+            assert plan["throttle"] == {"rateLimit": 10.0, "burstLimit": 10}
+            [key] = apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
+            assert key["name"] == f"lambdaserve-{project}-{stage}"
+        # AND the key's value was shown once per stage: by the deploy that made it
+        assert results[("topics", "test")].api_key
+        assert results[("iris", "test")].api_key is None
+        assert results[("iris", "test")].api_key_id == results[("topics", "test")].api_key_id
+
+        # WHEN iris, test's other model, is destroyed
+        destroy(store, project, "iris")
+        # THEN test's API keeps topics; and destroying topics takes every stage away
+        assert paths_of(apis_of(project)[f"lambdaserve-{project}-test"]) == {
+            "/",
+            "/topics",
+            "/topics/predict",
+            "/topics/predict_proba",
+        }
+    finally:
+        destroy(store, project)
+    assert_nothing_left(project)
+
+
+def build_legacy_layout(project: str, stages: dict[str, list[str]]) -> str:
+    """Turn per-stage APIs into the one REST API per project that lambdaserve made before.
+
+    As that version made it: every model's routes in one API, methods integrated with
+    ``function:${stageVariables.lambdaAlias}``, a stage per stage with that variable, the
+    alias permissions naming that API, and each stage's usage plan attached to it.
+    """
+    apigw = boto3.client("apigateway", region_name=REGION)
+    lam = boto3.client("lambda", region_name=REGION)
+    account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+    legacy = apigw.create_rest_api(
+        name=f"lambdaserve-{project}",
+        endpointConfiguration={"types": ["REGIONAL"]},
+        tags={TAG_PROJECT: project},
+    )
+    root = apigw.get_resources(restApiId=legacy["id"])["items"][0]["id"]
+    for model in sorted({m for models in stages.values() for m in models}):
+        parent = apigw.create_resource(restApiId=legacy["id"], parentId=root, pathPart=model)["id"]
+        function = f"arn:aws:lambda:{REGION}:{account}:function:{project}-{model}"
+        for route in ("predict", "predict_proba"):
+            resource = apigw.create_resource(restApiId=legacy["id"], parentId=parent, pathPart=route)["id"]
+            apigw.put_method(
+                restApiId=legacy["id"], resourceId=resource, httpMethod="POST", authorizationType="NONE",
+                apiKeyRequired=True,
+            )  # fmt: skip
+            apigw.put_integration(
+                restApiId=legacy["id"], resourceId=resource, httpMethod="POST", type="AWS_PROXY",
+                integrationHttpMethod="POST",
+                uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function}:"
+                "${stageVariables.lambdaAlias}/invocations",
+            )  # fmt: skip
+    apis = apis_of(project)
+    for stage, models in stages.items():
+        apigw.create_deployment(restApiId=legacy["id"], stageName=stage, variables={"lambdaAlias": stage})
+        own = apis[f"lambdaserve-{project}-{stage}"]
+        [plan] = [
+            p for p in apigw.get_usage_plans()["items"] if p["name"] == f"lambdaserve-{project}-{stage}"
+        ]
+        apigw.update_usage_plan(
+            usagePlanId=plan["id"],
+            patchOperations=[
+                {"op": "add", "path": "/apiStages", "value": f"{legacy['id']}:{stage}"},
+                {"op": "remove", "path": "/apiStages", "value": f"{own}:{stage}"},
+            ],
+        )
+        for model in models:
+            name = f"{project}-{model}"
+            lam.remove_permission(
+                FunctionName=name, Qualifier=stage, StatementId=f"lambdaserve-apigateway-{own}"
+            )
+            lam.add_permission(
+                FunctionName=name, Qualifier=stage, StatementId=f"lambdaserve-apigateway-{legacy['id']}",
+                Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
+                SourceArn=f"arn:aws:execute-api:{REGION}:{account}:{legacy['id']}/{stage}/POST/{model}/*",
+            )  # fmt: skip
+        apigw.delete_rest_api(restApiId=own)
+    return str(legacy["id"])
+
+
+@pytest.mark.skipif(REAL, reason="rebuilds an old layout by hand: run against moto only")
+def test_a_project_on_the_one_api_layout_moves_stage_by_stage_with_its_keys(
+    aws_account: None,
+    store: Store,
+    project: str,
+    topics_bundle: tuple[dict[str, Any], Path],
+    iris_bundle: tuple[dict[str, Any], Path],
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    store.add_version("iris", *iris_bundle)
+    apigw = boto3.client("apigateway", region_name=REGION)
+    lam = boto3.client("lambda", region_name=REGION)
+    try:
+        # GIVEN a project deployed by an earlier lambdaserve: one REST API, whose test stage
+        # served topics and iris and whose prod stage served topics
+        for model, stage in (("topics", "test"), ("iris", "test"), ("topics", "prod")):
+            run(store, CallLog(), registry, DeployOptions(model, stage, project=project, region=REGION))
+        keys = {k["name"]: k["id"] for k in apigw.get_api_keys()["items"] if project in k["name"]}
+        legacy = build_legacy_layout(project, {"test": ["topics", "iris"], "prod": ["topics"]})
+        assert set(apis_of(project)) == {f"lambdaserve-{project}"}
+
+        # WHEN topics is deployed to test
+        moved = run(store, CallLog(), registry, DeployOptions("topics", "test", project=project))
+        # THEN test has an API of its own, with every model it served there, and says its URL moved
+        apis = apis_of(project)
+        test_api = apis[f"lambdaserve-{project}-test"]
+        assert paths_of(test_api) >= {"/topics/predict", "/iris/predict", "/iris/predict_proba"}
+        assert moved.url == f"https://{test_api}.execute-api.{REGION}.amazonaws.com/test/topics/predict"
+        assert any("its URL changes" in note for note in moved.plan.notes)
+        # AND the usage plan, with the key callers hold, opens the new API only
+        [plan] = [p for p in apigw.get_usage_plans()["items"] if p["name"] == f"lambdaserve-{project}-test"]
+        assert plan["apiStages"] == [{"apiId": test_api, "stage": "test"}]
+        assert [k["id"] for k in apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]] == [
+            keys[f"lambdaserve-{project}-test"]
+        ]
+        # AND iris's alias lets the new API in, the old one no more
+        policy = json.loads(lam.get_policy(FunctionName=f"{project}-iris", Qualifier="test")["Policy"])
+        sids = {s["Sid"] for s in policy["Statement"]}
+        assert f"lambdaserve-apigateway-{test_api}" in sids
+        assert f"lambdaserve-apigateway-{legacy}" not in sids
+        # AND the old API keeps serving prod until prod moves
+        assert [s["stageName"] for s in apigw.get_stages(restApiId=legacy)["item"]] == ["prod"]
+
+        # WHEN prod, its last stage, is deployed
+        run(store, CallLog(), registry, DeployOptions("topics", "prod", project=project))
+        # THEN the old API is gone, and prod's API holds topics alone
+        apis = apis_of(project)
+        assert set(apis) == {f"lambdaserve-{project}-test", f"lambdaserve-{project}-prod"}
+        assert paths_of(apis[f"lambdaserve-{project}-prod"]) == {
+            "/",
+            "/topics",
+            "/topics/predict",
+            "/topics/predict_proba",
+        }
+        # AND a deploy after that changes nothing
+        assert not run(store, CallLog(), registry, DeployOptions("topics", "prod", project=project)).changed
+    finally:
+        destroy(store, project)
+    assert_nothing_left(project)
+
+
+@pytest.mark.skipif(REAL, reason="an image of the user's own in moto's ECR")
+def test_an_image_of_your_own_is_kept_until_you_ask_for_lambdaserve_image(
+    aws_account: None, store: Store, project: str, topics_bundle: tuple[dict[str, Any], Path]
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    ecr = boto3.client("ecr", region_name=REGION)
+    repository = ecr.create_repository(repositoryName=f"mine-{project}")["repository"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + "e" * 64,
+        },
+        "layers": [],
+    }
+    ecr.put_image(repositoryName=f"mine-{project}", imageManifest=json.dumps(manifest), imageTag="v1")
+    mine = f"{repository['repositoryUri']}:v1"
+    lam = boto3.client("lambda", region_name=REGION)
+    try:
+        # GIVEN a function deployed with an image of the user's own
+        run(
+            store,
+            CallLog(),
+            registry,
+            DeployOptions("topics", "test", project=project, region=REGION, image_uri=mine),
+        )
+        # WHEN it is deployed again without --image-uri
+        calls = CallLog()
+        again = run(store, calls, registry, DeployOptions("topics", "test", project=project))
+        # THEN the image is kept, nothing is built or written, and the plan says why
+        assert lam.get_function(FunctionName=f"{project}-topics")["Code"]["ImageUri"] == mine
+        assert (again.changed, calls.writes(), registry.pushed) == (False, [], [])
+        assert any("runs your image" in note and "--build" in note for note in again.plan.notes)
+        # WHEN --build asks for lambdaserve's image
+        built = run(store, CallLog(), registry, DeployOptions("topics", "test", project=project, build=True))
+        # THEN it is built, pushed and served
+        assert registry.pushed == [built.desired.image_uri]
+        assert (
+            lam.get_function(FunctionName=f"{project}-topics")["Code"]["ImageUri"] == built.desired.image_uri
+        )
+    finally:
+        destroy(store, project)
+        ecr.delete_repository(repositoryName=f"mine-{project}", force=True)
     assert_nothing_left(project)

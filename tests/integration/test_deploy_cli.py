@@ -114,22 +114,36 @@ def test_deploy_status_promote_and_destroy_from_the_command_line(
     dry = cli(moto_env, *deploy, "--dry-run")
     # THEN the plan is printed and nothing exists yet
     assert "Plan for iris test in eu-west-1 (project clitest):" in dry.stdout
-    assert "Create the function clitest-iris (256 MB, 10 s)  [lambda create_function]" in dry.stdout
+    assert "Create the function clitest-iris (256 MB, 10 s, x86_64)  [lambda create_function]" in dry.stdout
     assert "is yours (--image-uri)" in dry.stdout
+    # and says which safe defaults a new stage and function get, and how to change them
+    assert "each key is throttled to 10 requests/s, bursts of 10" in dry.stdout
+    assert "Reserved concurrency 10" in dry.stdout
+    assert "Memory 256 MB: 1.5x the" in dry.stdout
     assert as_json(cli(moto_env, "status", "--remote", "--json", "--region", REGION))["models"] == []
 
     # WHEN it is deployed, then deployed again without --region
     first = as_json(cli(moto_env, *deploy, "--rate", "10", "--burst", "10", "--quota", "100/DAY", "--json"))
     again = as_json(cli(moto_env, "deploy", "iris", "--stage", "test", "--image-uri", image_uri, "--json"))
-    # THEN the first prints the endpoint and key; the second changes nothing
+    # THEN the first prints the endpoint and the key it made; the second changes nothing, and
+    # keeps the key's value out of its output (CI logs): keys show --remote prints it on request
     assert first["url"].endswith(".execute-api.eu-west-1.amazonaws.com/test/iris/predict")
     assert len(first["api_key"]) >= 20
     assert (again["changed"], again["plan"], again["url"], again["api_key"]) == (
         False,
         [],
         first["url"],
-        first["api_key"],
+        None,
     )
+    assert again["api_key_id"] == first["api_key_id"]
+    human = cli(moto_env, "deploy", "iris", "--stage", "test", "--image-uri", image_uri)
+    assert first["api_key"] not in human.stdout
+    assert "lambdaserve keys show --remote test" in human.stdout
+    assert cli(moto_env, "keys", "show", "test", "--remote").stdout.strip() == first["api_key"]
+    assert as_json(cli(moto_env, "keys", "show", "test", "--remote", "--json"))["value"] == first["api_key"]
+    local = cli(moto_env, "keys", "show", "test", check=False)
+    assert local.returncode == 1
+    assert "stored as hashes" in local.stderr
 
     # WHEN the function has logged (moto runs no image function: the lines are put as Lambda would)
     logs = boto3.client(
@@ -201,3 +215,33 @@ def test_missing_credentials_region_and_builder_are_explained(
     assert done.returncode == 1
     assert "Unknown --builder 'nosuch'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_dry_run_reports_what_would_stop_the_deploy_without_a_builder(
+    moto_env: dict[str, str], text_model: Path
+) -> None:
+    # GIVEN the post's kind of model: a class pickled by value under this Python
+    cli(moto_env, "models", "push", str(text_model), "--name", "topics", "--sample", '["the rocket"]')
+    no_builder = {**moto_env, "PATH": "/nonexistent"}
+    python = [sys.executable, "-m", "lambdaserve"]
+    # WHEN a newer Python is asked for, in a dry run on a machine with no builder
+    done = subprocess.run(
+        [*python, "deploy", "topics", "--stage", "test", "--region", REGION, "--python", "3.14", "--dry-run"],
+        env=no_builder, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    # THEN it stops, saying the pickled code needs its own Python, and writes nothing
+    assert done.returncode == 1
+    assert "carries code pickled by value" in done.stderr
+    assert "Traceback" not in done.stderr
+    # AND without it, the plan shows the image on Amazon Linux 2023 and says no builder is here
+    plan = subprocess.run(
+        [*python, "deploy", "topics", "--stage", "test", "--region", REGION, "--dry-run", "--json"],
+        env=no_builder, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    answer = json.loads(plan.stdout)
+    notes = " ".join(answer["notes"])
+    assert "public.ecr.aws/lambda/provided:al2023" in notes
+    assert "Amazon Linux 2" in notes
+    assert "The image cannot be built here" in notes
+    assert any("Build the image py" in step for step in answer["plan"])

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from lambdaserve.cli.app import app
 from lambdaserve.cli.export_command import export_app
 from lambdaserve.store import Store
+from lambdaserve.store.records import Deployment
 
 
 def exporter() -> typer.Typer:
@@ -154,7 +155,38 @@ def test_the_template_goes_to_stdout_as_yaml_and_to_a_json_file_as_json(state: P
     code, _, stderr = export(state, "--region", "eu-west-1", "-o", str(output))
     assert code == 0, stderr
     assert json.loads(output.read_text()) == on_stdout
-    assert stderr == ""  # one release per model: nothing to warn about
+    # One release per model: nothing to warn about but the image's base, never pinned in this store
+    assert "serve versions" not in stderr
+    assert "Run `lambdaserve export image MODEL` first to pin it." in " ".join(stderr.split())
+
+
+def test_the_image_is_the_one_export_image_or_deploy_pinned(state: Path) -> None:
+    # GIVEN a base pinned by an earlier `export image` (or deploy) of the project
+    lambdaserve(state, "promote", "iris", "1", "--stage", "test")
+    base = {"lambdaserve:base": "public.ecr.aws/lambda/provided:al2023@sha256:" + "a" * 64}
+    with closing(Store(state)) as store:
+        store.record_deployment(
+            Deployment(
+                "shop",
+                "",
+                "",
+                "iris",
+                "*",
+                1,
+                "exported",
+                base=json.dumps(base | {"lambdaserve:python-build": "3.11.18"}),
+            )
+        )
+    # WHEN the project is exported
+    code, stdout, stderr = export(state, "--region", "eu-west-1")
+    # THEN the template names the image built on that base, and nothing is provisional
+    assert code == 0, stderr
+    assert stderr == ""
+    template = yaml.safe_load(stdout)
+    description = template["Parameters"]["IrisImageUri"]["Description"]
+    assert "lambdaserve export image iris" in description
+    tags = template["Resources"]["IrisFunction"]["Properties"]["Tags"]
+    assert {"Key": "lambdaserve:base", "Value": base["lambdaserve:base"]} in tags
 
 
 def test_the_function_carries_what_the_last_changed_stage_brought_in(state: Path) -> None:
@@ -193,7 +225,7 @@ def test_errors_say_how_to_fix_them(state: Path, tmp_path: Path, monkeypatch: py
     assert "12 digits" in fails(state, "--account", "1234")
     assert "No model 'nope'" in fails(state, "--model", "nope")
     assert "lambdaserve promote news VERSION --stage test" in fails(state, "--model", "news")
-    assert "--rate and --burst" in fails(state, "--rate", "10")
+    assert "--rate and --burst" in fails(state, "--burst", "10")
     assert "COUNT/PERIOD" in fails(state, "--quota", "100/YEAR")
     assert "Lambda's range" in fails(state, "--memory", "64")
     lambdaserve(state, "promote", "iris", "2", "--stage", "test", "--canary", "10")

@@ -6,18 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from lambdaserve.deploy.awsclient import AWS, iam_action
-from lambdaserve.deploy.image import check_wheels, image_context
 from lambdaserve.errors import LambdaserveError
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    def step(self, message: str) -> None:
-        self.steps.append(message)
-
-    def detail(self, line: str) -> None: ...
 
 
 def denied(operation: str) -> ClientError:
@@ -37,6 +26,9 @@ def denied(operation: str) -> ClientError:
         ("apigateway", "create_rest_api", "apigateway:POST"),
         ("apigateway", "update_usage_plan", "apigateway:PATCH"),
         ("apigateway", "get_rest_apis", "apigateway:GET"),
+        ("apigateway", "tag_resource", "apigateway:PUT"),
+        ("apigateway", "delete_stage", "apigateway:DELETE"),
+        ("ecr", "set_repository_policy", "ecr:SetRepositoryPolicy"),
         ("s3", "head_object", "s3:GetObject"),
         ("s3", "put_bucket_encryption", "s3:PutEncryptionConfiguration"),
         ("iam", "create_role", "iam:CreateRole"),
@@ -57,14 +49,47 @@ def test_missing_credentials_and_an_unknown_region_say_how_to_fix_them() -> None
     assert iam_action("lambda", "PublishVersion") == "lambda:PublishVersion"
 
 
-def test_requirements_without_a_wheel_for_the_base_image_are_refused_before_a_build() -> None:
-    # numpy 2.4 has wheels for glibc 2.27 and later: none for Amazon Linux 2 (Python 3.11's base),
-    # some for Amazon Linux 2023 (Python 3.12's). Asks the package index (CI reaches PyPI).
-    with pytest.raises(LambdaserveError, match=r"glibc 2\.26.*numpy==2\.4\.1") as refused:
-        check_wheels(image_context(["numpy==2.4.1"], "3.11", with_boto3=False), Steps())
-    assert "Python 3.12 or later" in (refused.value.hint or "")
-    steps = Steps()
-    check_wheels(image_context(["numpy==2.4.1"], "3.12", with_boto3=False), steps)
-    assert steps.steps == [
-        "Checking that every requirement has a wheel for public.ecr.aws/lambda/python:3.12 (glibc 2.34)"
-    ]
+class FlakyClient:
+    """A Lambda client whose function is still updating for the first ``busy`` calls."""
+
+    def __init__(self, busy: int, code: str = "ResourceConflictException") -> None:
+        self.busy, self.code, self.calls = busy, code, 0
+
+    def update_function_configuration(self, **params: object) -> dict[str, object]:
+        self.calls += 1
+        if self.calls <= self.busy:
+            error = {"Error": {"Code": self.code, "Message": "An update is in progress for resource"}}
+            raise ClientError(error, "UpdateFunctionConfiguration")  # type: ignore[arg-type]
+        return {"FunctionName": params["FunctionName"]}
+
+
+def test_a_conflict_with_a_change_under_way_is_retried_with_backoff() -> None:
+    # GIVEN a function whose last update is still running for three answers
+    aws = AWS("eu-west-1")
+    slept: list[float] = []
+    aws.sleep = slept.append
+    client = FlakyClient(busy=3)
+    aws._clients["lambda"] = client
+    # WHEN it is configured
+    answer = aws.call("lambda", "update_function_configuration", FunctionName="f")
+    # THEN the call is sent again, backing off, until Lambda takes it
+    assert answer == {"FunctionName": "f"}
+    assert (client.calls, slept) == (4, [1.0, 2.0, 4.0])
+
+
+def test_a_conflict_that_lasts_is_reported_after_a_minute() -> None:
+    aws = AWS("eu-west-1")
+    slept: list[float] = []
+    aws.sleep = slept.append
+    aws._clients["apigateway"] = FlakyClient(busy=100, code="ConflictException")
+    with pytest.raises(LambdaserveError, match="ConflictException"):
+        aws.call("apigateway", "update_function_configuration", FunctionName="f")
+    assert sum(slept) >= 60
+
+
+def test_other_errors_are_not_retried() -> None:
+    aws = AWS("eu-west-1")
+    aws.sleep = lambda seconds: pytest.fail("slept")
+    aws._clients["lambda"] = FlakyClient(busy=1, code="InvalidParameterValueException")
+    with pytest.raises(LambdaserveError, match="InvalidParameterValueException"):
+        aws.call("lambda", "update_function_configuration", FunctionName="f")

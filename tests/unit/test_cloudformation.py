@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lambdaserve.deploy.cloudformation import build_template, release_image_tag, releases_needing_history
+from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
 from lambdaserve.deploy.cloudformation_syntax import (
     ACCOUNT_PLACEHOLDER,
     bucket_name,
@@ -23,6 +23,7 @@ from lambdaserve.deploy.cloudformation_syntax import (
     logical_part,
 )
 from lambdaserve.deploy.names import Names
+from lambdaserve.deploy.planner import lifecycle_policy
 from lambdaserve.deploy.spec import Desired, FunctionSettings, Release, UsagePlanSettings
 from lambdaserve.errors import LambdaserveError
 
@@ -30,6 +31,8 @@ NAMES = Names("demo", ACCOUNT_PLACEHOLDER, "eu-west-1")
 PINS = ("numpy==2.4.6", "scikit-learn==1.9.1")
 PROJECT_TAGS = [{"Key": "lambdaserve:project", "Value": "demo"}]
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
+TAG = "py3.11-x86_64-0123456789abcdef"
+LOG_GROUP_ARN = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
 
 
 def release(model: str = "iris", version: int = 1, proba: bool = False, **changes: Any) -> Release:
@@ -44,6 +47,7 @@ def release(model: str = "iris", version: int = 1, proba: bool = False, **change
         "python": "3.11",
         "requirements": PINS,
         "has_proba": proba,
+        "image_uri": NAMES.image_uri(TAG),
     }
     return Release(**{**fields, **changes})
 
@@ -109,6 +113,26 @@ def test_the_repository_scans_images_on_push_and_never_moves_a_tag() -> None:
             "RepositoryName": "lambdaserve-demo",
             "ImageScanningConfiguration": {"ScanOnPush": True},
             "ImageTagMutability": "IMMUTABLE",
+            "RepositoryPolicyText": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "LambdaECRImageRetrievalPolicy",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                        "Condition": {
+                            "StringLike": {
+                                "aws:sourceArn": {
+                                    "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:"
+                                    "${AWS::AccountId}:function:demo-*"
+                                }
+                            }
+                        },
+                    }
+                ],
+            },
+            "LifecyclePolicy": {"LifecyclePolicyText": json.dumps(lifecycle_policy(), sort_keys=True)},
             "Tags": PROJECT_TAGS,
         },
     }
@@ -157,9 +181,6 @@ def test_the_role_trusts_lambda_and_reads_exactly_the_models_bundles() -> None:
                 }
             ],
         },
-        "ManagedPolicyArns": [
-            {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
-        ],
         "Policies": [
             {
                 "PolicyName": "read-model-bundles",
@@ -175,7 +196,24 @@ def test_the_role_trusts_lambda_and_reads_exactly_the_models_bundles() -> None:
                         }
                     ],
                 },
-            }
+            },
+            {
+                # Its own log group only: not AWSLambdaBasicExecutionRole's logs on every group.
+                "PolicyName": "write-own-logs",
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": [
+                                {"Fn::Sub": f"{LOG_GROUP_ARN}/aws/lambda/demo-iris:*"},
+                                {"Fn::Sub": f"{LOG_GROUP_ARN}/aws/lambda/demo-iris:log-stream:*"},
+                            ],
+                        }
+                    ],
+                },
+            },
         ],
         "Tags": model_tags("iris"),
     }
@@ -194,9 +232,9 @@ def test_the_log_group_is_the_functions_with_the_retention_asked() -> None:
 
 def test_the_function_runs_the_image_with_the_settings_and_the_model_from_s3() -> None:
     served = release(trusted_types=("mypkg.Tokenizer",))
-    settings = FunctionSettings(memory_mb=1024, timeout_s=20, reserved_concurrency=5)
+    settings = FunctionSettings(memory_mb=1024, timeout_s=20, reserved_concurrency=5, architecture="arm64")
     template = build_template([stage("test", served, function=settings)])
-    tag = release_image_tag(served)
+    tag = TAG
     assert properties(template, "IrisFunction") == {
         "FunctionName": "demo-iris",
         "Description": "lambdaserve demo/iris",
@@ -210,7 +248,7 @@ def test_the_function_runs_the_image_with_the_settings_and_the_model_from_s3() -
                 ]
             }
         },
-        "Architectures": ["x86_64"],
+        "Architectures": ["arm64"],
         "Role": {"Fn::GetAtt": ["IrisRole", "Arn"]},
         "MemorySize": 1024,
         "Timeout": 20,
@@ -237,7 +275,11 @@ def test_a_pipeline_sets_the_image_and_the_model_object_through_parameters() -> 
     served = release()
     parameters = build_template([stage("test", served)])["Parameters"]
     assert parameters["IrisImageUri"]["Default"] == ""  # empty: the stack's repository, lambdaserve's tag
-    assert release_image_tag(served) in parameters["IrisImageUri"]["Description"]
+    assert TAG in parameters["IrisImageUri"]["Description"]
+    assert "lambdaserve export image iris" in parameters["IrisImageUri"]["Description"]
+    # An image of the user's own is the parameter's default
+    mine = build_template([stage("test", release(image_uri="123.dkr.ecr.eu-west-1.amazonaws.com/mine:v1"))])
+    assert mine["Parameters"]["IrisImageUri"]["Default"] == "123.dkr.ecr.eu-west-1.amazonaws.com/mine:v1"
     assert parameters["IrisModelKey"]["Default"] == f"bundles/iris/{served.sha256}.pickle"
     assert parameters["IrisModelObjectVersion"]["Default"] == ""
     assert {p["Type"] for p in parameters.values()} == {"String"}
@@ -327,53 +369,66 @@ def test_keep_warm_invokes_the_alias_every_five_minutes() -> None:
     assert not resources(build_template([stage("prod", release())]), "AWS::Events::Rule")
 
 
-# -- the REST API ------------------------------------------------------------------------
-def test_one_regional_rest_api_has_predict_and_predict_proba_only_where_the_model_has_it() -> None:
-    template = build_template([stage("test", release("iris", proba=True)), stage("test", release("news"))])
-    assert properties(template, "Api")["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+# -- one REST API per stage ------------------------------------------------------------
+def test_each_stage_has_a_regional_rest_api_with_only_the_routes_of_its_models() -> None:
+    template = build_template(
+        [
+            stage("test", release("iris", proba=True)),
+            stage("test", release("news")),
+            stage("prod", release("news")),
+        ]
+    )
+    apis = resources(template, "AWS::ApiGateway::RestApi")
+    assert {name: r["Properties"]["Name"] for name, r in apis.items()} == {
+        "ProdApi": "lambdaserve-demo-prod",
+        "TestApi": "lambdaserve-demo-test",
+    }
+    assert properties(template, "TestApi")["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     paths = {
         name: r["Properties"]["PathPart"]
         for name, r in resources(template, "AWS::ApiGateway::Resource").items()
     }
     assert paths == {
-        "IrisResource": "iris",
-        "IrisPredictResource": "predict",
-        "IrisPredictProbaResource": "predict_proba",
-        "NewsResource": "news",
-        "NewsPredictResource": "predict",
+        "TestIrisResource": "iris",
+        "TestIrisPredictResource": "predict",
+        "TestIrisPredictProbaResource": "predict_proba",
+        "TestNewsResource": "news",
+        "TestNewsPredictResource": "predict",
+        "ProdNewsResource": "news",  # iris is not deployed to prod: prod's API has no /iris
+        "ProdNewsPredictResource": "predict",
     }
     assert set(resources(template, "AWS::ApiGateway::Method")) == {
-        "IrisPredictMethod",
-        "IrisPredictProbaMethod",
-        "NewsPredictMethod",
+        "TestIrisPredictMethod",
+        "TestIrisPredictProbaMethod",
+        "TestNewsPredictMethod",
+        "ProdNewsPredictMethod",
     }
 
 
-def test_a_method_needs_an_api_key_and_proxies_to_the_stages_alias() -> None:
+def test_a_method_needs_an_api_key_and_proxies_to_the_alias_of_its_stage() -> None:
     template = build_template([stage("test", release())])
-    assert properties(template, "IrisPredictMethod") == {
-        "RestApiId": {"Ref": "Api"},
-        "ResourceId": {"Ref": "IrisPredictResource"},
+    assert properties(template, "TestIrisPredictMethod") == {
+        "RestApiId": {"Ref": "TestApi"},
+        "ResourceId": {"Ref": "TestIrisPredictResource"},
         "HttpMethod": "POST",
         "AuthorizationType": "NONE",
         "ApiKeyRequired": True,
         "Integration": {
             "Type": "AWS_PROXY",
             "IntegrationHttpMethod": "POST",
-            # lambdaserve deploy's convention: the alias is the API stage's lambdaAlias variable.
+            # lambdaserve deploy's integration: the model's alias of the stage's name (Ref: its ARN).
             "Uri": {
                 "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                "${IrisFunction.Arn}:${!stageVariables.lambdaAlias}/invocations"
+                "${IrisTestAlias}/invocations"
             },
         },
     }
-    assert properties(template, "TestStage")["Variables"] == {"lambdaAlias": "test"}
     assert properties(template, "IrisTestApiPermission") == {
         "FunctionName": {"Ref": "IrisTestAlias"},
         "Action": "lambda:InvokeFunction",
         "Principal": "apigateway.amazonaws.com",
         "SourceArn": {
-            "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}"
+            "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${TestApi}"
             "/test/POST/iris/*"
         },
     }
@@ -383,26 +438,26 @@ def test_each_stage_has_a_deployment_an_api_key_and_a_usage_plan_with_its_limits
     plan = UsagePlanSettings(rate=10, burst=10, quota_limit=100, quota_period="DAY")
     template = build_template([stage("test", release(), plan=plan), stage("prod", release(), plan=plan)])
     for name, part in (("test", "Test"), ("prod", "Prod")):
+        tags = [*PROJECT_TAGS, {"Key": "lambdaserve:stage", "Value": name}]
         (deployment,) = [d for d in resources(template, "AWS::ApiGateway::Deployment") if d.startswith(part)]
-        assert template["Resources"][deployment]["DependsOn"] == ["IrisPredictMethod"]
+        assert template["Resources"][deployment]["DependsOn"] == [f"{part}IrisPredictMethod"]
         assert properties(template, f"{part}Stage") == {
-            "RestApiId": {"Ref": "Api"},
+            "RestApiId": {"Ref": f"{part}Api"},
             "StageName": name,
             "DeploymentId": {"Ref": deployment},
-            "Variables": {"lambdaAlias": name},
-            "Tags": PROJECT_TAGS,
+            "Tags": tags,
         }
         assert properties(template, f"{part}ApiKey") == {
             "Name": f"lambdaserve-demo-{name}",
             "Enabled": True,
-            "Tags": PROJECT_TAGS,
+            "Tags": tags,
         }
         assert properties(template, f"{part}UsagePlan") == {
             "UsagePlanName": f"lambdaserve-demo-{name}",
-            "ApiStages": [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": f"{part}Stage"}}],
+            "ApiStages": [{"ApiId": {"Ref": f"{part}Api"}, "Stage": {"Ref": f"{part}Stage"}}],
             "Throttle": {"RateLimit": 10.0, "BurstLimit": 10},
             "Quota": {"Limit": 100, "Period": "DAY"},
-            "Tags": PROJECT_TAGS,
+            "Tags": tags,
         }
         assert properties(template, f"{part}UsagePlanKey") == {
             "KeyId": {"Ref": f"{part}ApiKey"},
@@ -429,10 +484,10 @@ def test_the_outputs_give_each_endpoint_and_each_api_key_id() -> None:
     template = build_template([stage("test", release()), stage("prod", release("news"))])
     outputs = template["Outputs"]
     assert outputs["IrisTestEndpoint"]["Value"] == {
-        "Fn::Sub": "https://${Api}.execute-api.eu-west-1.amazonaws.com/test/iris/predict"
+        "Fn::Sub": "https://${TestApi}.execute-api.eu-west-1.amazonaws.com/test/iris/predict"
     }
     assert outputs["NewsProdEndpoint"]["Value"] == {
-        "Fn::Sub": "https://${Api}.execute-api.eu-west-1.amazonaws.com/prod/news/predict"
+        "Fn::Sub": "https://${ProdApi}.execute-api.eu-west-1.amazonaws.com/prod/news/predict"
     }
     assert outputs["TestApiKeyId"]["Value"] == {"Ref": "TestApiKey"}
     assert "get-api-key" in outputs["TestApiKeyId"]["Description"]
@@ -462,6 +517,8 @@ def test_every_resource_that_takes_tags_has_the_project_and_model_tags() -> None
             assert tags is None, name
         elif name.startswith(("Iris", "News")):
             assert tags == model_tags(name[:4].lower()), name
+        elif name.startswith("Test"):  # the stage's API, stage, key and usage plan
+            assert tags == [*PROJECT_TAGS, {"Key": "lambdaserve:stage", "Value": "test"}], name
         else:
             assert tags == PROJECT_TAGS, name
 
@@ -491,8 +548,6 @@ def test_settings_that_cannot_be_shared_are_refused() -> None:
         build_template([stage("test", release(), plan=limited), stage("test", release("news"))])
     with pytest.raises(LambdaserveError, match="no model has a stage"):
         build_template([])
-    with pytest.raises(LambdaserveError, match="records no Python"):
-        build_template([stage("test", release(python="", requirements=()))])
 
 
 # -- output ------------------------------------------------------------------------------
@@ -544,7 +599,8 @@ def test_cfn_lint_finds_nothing_in_the_templates(tmp_path: Path) -> None:
     path = tmp_path / "keep-warm-provisioned-canary.json"  # the same template, as JSON
     path.write_text(dump_template(build_template(CFN_LINT_CASES["keep-warm-provisioned-canary"]), "json"))
     files.append(path)
-    known_account = [stage("test", release(), names=Names("demo", "123456789012", "us-east-1"))]
+    known = Names("demo", "123456789012", "us-east-1")
+    known_account = [stage("test", release(image_uri=known.image_uri(TAG)), names=known)]
     path = tmp_path / "known-account.yaml"
     path.write_text(dump_template(build_template(known_account)))
     files.append(path)

@@ -8,10 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from lambdaserve.deploy.current import APIState, BucketState, Current, FunctionState
+from lambdaserve.deploy.current import (
+    APIState,
+    BucketState,
+    Current,
+    FunctionState,
+    LegacyAPI,
+    RepositoryState,
+)
 from lambdaserve.deploy.names import Names, check_api_stage, fit
 from lambdaserve.deploy.plan import Call, Fmt, PushImage, Ref, Wait, execute, resolve
-from lambdaserve.deploy.planner import integration_uri, plan_deploy, version_description
+from lambdaserve.deploy.planner import (
+    integration_uri,
+    lifecycle_policy,
+    log_policy,
+    plan_deploy,
+    read_policy,
+    repository_policy,
+    version_description,
+)
 from lambdaserve.deploy.spec import Desired, FunctionSettings, Release, UsagePlanSettings
 from lambdaserve.errors import LambdaserveError
 
@@ -42,7 +57,7 @@ def deployed(want: Desired) -> Current:
         **want.release.environment(),
         "LAMBDASERVE_MODEL": f"s3://{NAMES.bucket}/{key}?versionId=v1",
     }
-    uri = integration_uri(NAMES, "news")
+    uri = integration_uri(NAMES, "news", want.stage)
     method = {"POST": {"apiKeyRequired": True, "methodIntegration": {"type": "AWS_PROXY", "uri": uri}}}
     resources = {
         "/": {"id": "root"},
@@ -50,8 +65,6 @@ def deployed(want: Desired) -> Current:
         "/news/predict": {"id": "r2", "resourceMethods": method},
         "/news/predict_proba": {"id": "r3", "resourceMethods": method},
     }
-    from lambdaserve.deploy.planner import read_policy
-
     snapshot_plan = plan_deploy(want, Current())
     [deployment] = [
         s for s in snapshot_plan.steps if isinstance(s, Call) and s.operation == "create_deployment"
@@ -59,14 +72,18 @@ def deployed(want: Desired) -> Current:
     return Current(
         bucket=BucketState(tags=NAMES.tags(), versioning=True, encrypted=True, public_access_blocked=True),
         objects={key: "v1"},
-        repository={
-            "repositoryUri": IMAGE.rsplit(":", 1)[0],
-            "imageScanningConfiguration": {"scanOnPush": True},
-        },
+        repository=RepositoryState(
+            uri=IMAGE.rsplit(":", 1)[0],
+            scan_on_push=True,
+            policy=repository_policy(NAMES),
+            lifecycle=lifecycle_policy(),
+        ),
         image_tags={"py3.12-abc"},
         role={"Arn": ROLE},
-        role_managed_policies={"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"},
-        role_inline_policy=read_policy(NAMES, "news"),
+        role_inline_policies={
+            "read-model-bundles": read_policy(NAMES, "news"),
+            "write-own-logs": log_policy(NAMES, "news"),
+        },
         log_group={"retentionInDays": want.function.log_retention_days},
         function=FunctionState(
             image_uri=IMAGE,
@@ -79,17 +96,18 @@ def deployed(want: Desired) -> Current:
             alias={"FunctionVersion": "1"},
             alias_policy={"lambdaserve-apigateway-api1"},
             provisioned_concurrency=want.function.provisioned_concurrency,
+            tags=want.function_tags(),
         ),
         api=APIState(
             id="api1",
             root_id="root",
             resources=resources,
-            stage={"variables": {"lambdaAlias": "test"}},
+            stage={"tags": NAMES.tags(stage=want.stage)},
             stage_deployment=deployment.params["description"],
         ),
         usage_plan={"id": "p1", "apiStages": [{"apiId": "api1", "stage": "test"}]},
         usage_plan_keys={"k1"},
-        api_key={"id": "k1", "value": "secret"},
+        api_key={"id": "k1"},
     )
 
 
@@ -186,7 +204,7 @@ def test_a_canary_of_a_version_never_published_names_it_once_published() -> None
 def test_settings_changes_are_planned_and_removed_settings_are_undone() -> None:
     want = desired(
         function=FunctionSettings(
-            memory_mb=512, reserved_concurrency=5, provisioned_concurrency=2, keep_warm=True
+            memory_mb=1024, reserved_concurrency=5, provisioned_concurrency=2, keep_warm=True
         ),
         plan=UsagePlanSettings(rate=10, burst=10, quota_limit=100, quota_period="DAY"),
     )
@@ -208,7 +226,7 @@ def test_settings_changes_are_planned_and_removed_settings_are_undone() -> None:
     before.keep_warm_targets = [{"Id": "alias", "Arn": "arn"}]
     assert before.function is not None
     before.function.alias_policy.add("lambdaserve-keep-warm")
-    ops = operations(plan_deploy(replace(want, function=FunctionSettings(memory_mb=512)), before).steps)
+    ops = operations(plan_deploy(replace(want, function=FunctionSettings(memory_mb=1024)), before).steps)
     assert ops == [
         "lambda:delete_function_concurrency",
         "lambda:delete_provisioned_concurrency_config",
@@ -271,3 +289,140 @@ def test_the_executor_feeds_earlier_answers_into_later_calls() -> None:
     assert fake.calls[1] == ("add_permission", {"SourceArn": "arn:api-9/*"})
     assert outputs == {"api": {"id": "api-9"}, "image": {"pushed": "uri"}}
     assert json.dumps(plan.describe())  # a plan prints
+
+
+def calls(plan_steps: list[object], operation: str) -> list[Call]:
+    return [s for s in plan_steps if isinstance(s, Call) and s.operation == operation]
+
+
+def test_each_stage_gets_a_rest_api_of_its_own_routed_to_the_alias_of_its_name() -> None:
+    plan = plan_deploy(desired(stage="prod"), Current())
+    [api] = calls(plan.steps, "create_rest_api")
+    assert api.params["name"] == "lambdaserve-shop-prod"
+    assert api.params["tags"] == {"lambdaserve:project": "shop", "lambdaserve:stage": "prod"}
+    uris = {s.params["uri"] for s in calls(plan.steps, "put_integration")}
+    assert uris == {
+        "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/"
+        "arn:aws:lambda:eu-west-1:123456789012:function:shop-news:prod/invocations"
+    }
+    # The stage itself is tagged, and its usage plan and key name the stage
+    [tag] = calls(plan.steps, "tag_resource")
+    assert tag.params["tags"] == {"lambdaserve:project": "shop", "lambdaserve:stage": "prod"}
+    assert str(tag.params["resourceArn"]) == "arn:aws:apigateway:eu-west-1::/restapis/<api.id>/stages/prod"
+    [usage_plan] = calls(plan.steps, "create_usage_plan")
+    assert usage_plan.params["tags"]["lambdaserve:stage"] == "prod"
+
+
+def test_a_stage_of_the_old_one_api_layout_moves_with_every_model_it_served() -> None:
+    # GIVEN the project's one REST API of earlier versions, whose stages test and prod
+    # served news and iris; test's usage plan and key are attached to it
+    current = deployed(desired())
+    current.api = None
+    current.legacy_api = LegacyAPI(
+        id="old1",
+        stages=["prod", "test"],
+        members={"iris": ("predict",), "news": ("predict", "predict_proba")},
+        member_policies={"iris": {"lambdaserve-apigateway-old1"}, "news": {"lambdaserve-apigateway-old1"}},
+    )
+    assert current.function is not None
+    current.function.alias_policy = {"lambdaserve-apigateway-old1"}
+    current.usage_plan = {"id": "p1", "apiStages": [{"apiId": "old1", "stage": "test"}]}
+    # WHEN news is deployed to test
+    plan = plan_deploy(desired(), current)
+    ops = operations(plan.steps)
+    # THEN test's own API holds both models' routes, each alias lets it invoke
+    paths = {str(s.params["pathPart"]) for s in calls(plan.steps, "create_resource")}
+    assert paths == {"news", "iris", "predict", "predict_proba"}
+    permitted = [s.params["FunctionName"] for s in calls(plan.steps, "add_permission")]
+    assert permitted == ["shop-iris", "shop-news"]
+    # AND the plan (so the key callers hold) moves to it before the old stage goes
+    [update] = calls(plan.steps, "update_usage_plan")
+    patch = update.params["patchOperations"]
+    assert patch[0]["op"] == "add"
+    assert str(patch[0]["value"]) == "<api.id>:test"
+    assert patch[1] == {"op": "remove", "path": "/apiStages", "value": "old1:test"}
+    assert ops.index("apigateway:create_deployment") < ops.index("apigateway:update_usage_plan")
+    assert ops.index("apigateway:update_usage_plan") < ops.index("apigateway:delete_stage")
+    assert [s.params["FunctionName"] for s in calls(plan.steps, "remove_permission")] == [
+        "shop-iris",
+        "shop-news",
+    ]
+    [removed] = calls(plan.steps, "delete_stage")
+    assert removed.params == {"restApiId": "old1", "stageName": "test"}
+    # AND the old API stays for prod, which moves on its own next deploy
+    assert calls(plan.steps, "delete_rest_api") == []
+    assert any("its URL changes" in note for note in plan.notes)
+    # WHEN prod, the old API's last stage, moves too
+    current.legacy_api.stages = ["prod"]
+    current.usage_plan = {"id": "p2", "apiStages": [{"apiId": "old1", "stage": "prod"}]}
+    last = plan_deploy(desired(stage="prod"), current)
+    # THEN the old API goes
+    assert [s.params for s in calls(last.steps, "delete_rest_api")] == [{"restApiId": "old1"}]
+
+
+def test_the_role_writes_its_own_logs_only_and_the_broad_managed_policy_is_detached() -> None:
+    current = deployed(desired())
+    current.role_managed_policies = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+    del current.role_inline_policies["write-own-logs"]
+    plan = plan_deploy(desired(), current)
+    [put] = calls(plan.steps, "put_role_policy")
+    assert put.params["PolicyName"] == "write-own-logs"
+    statement = json.loads(put.params["PolicyDocument"])["Statement"][0]
+    assert statement["Resource"] == [
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/shop-news:*",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/shop-news:log-stream:*",
+    ]
+    assert [s.params["PolicyArn"] for s in calls(plan.steps, "detach_role_policy")] == [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+
+
+def test_a_new_repository_lets_only_the_project_functions_pull_and_expires_untagged_images() -> None:
+    plan = plan_deploy(desired(), Current())
+    [policy] = calls(plan.steps, "set_repository_policy")
+    statement = json.loads(policy.params["policyText"])["Statement"][0]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert statement["Action"] == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert statement["Condition"]["StringLike"]["aws:sourceArn"].endswith(":function:shop-*")
+    [lifecycle] = calls(plan.steps, "put_lifecycle_policy")
+    rule = json.loads(lifecycle.params["lifecyclePolicyText"])["rules"][0]
+    assert rule["selection"]["tagStatus"] == "untagged"
+    assert rule["action"] == {"type": "expire"}
+
+
+def test_access_logs_make_a_log_group_and_set_the_account_role_only_where_none_is_set() -> None:
+    current = deployed(desired())
+    plan = plan_deploy(desired(access_logs=True), current)
+    ops = operations(plan.steps)
+    assert ops == [
+        "logs:create_log_group",
+        "logs:put_retention_policy",
+        "iam:create_role",
+        "iam:attach_role_policy",
+        "Wait",
+        "apigateway:update_account",
+        "apigateway:update_stage",
+    ]
+    [stage] = calls(plan.steps, "update_stage")
+    destination = stage.params["patchOperations"][0]["value"]
+    assert (
+        destination == "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/apigateway/lambdaserve-shop/test"
+    )
+    # An account whose API Gateway has a CloudWatch role already keeps it
+    current.cloudwatch_role_arn = "arn:aws:iam::123456789012:role/theirs"
+    assert "apigateway:update_account" not in operations(
+        plan_deploy(desired(access_logs=True), current).steps
+    )
+
+
+def test_a_new_base_or_architecture_tags_the_function_and_points_it_at_the_new_image() -> None:
+    current = deployed(desired())
+    want = desired(
+        function=FunctionSettings(architecture="arm64"),
+        build_tags={"lambdaserve:base": "public.ecr.aws/lambda/python:3.12@sha256:" + "b" * 64},
+    )
+    plan = plan_deploy(want, current)
+    [code] = calls(plan.steps, "update_function_code")
+    assert code.params["Architectures"] == ["arm64"]
+    [tag] = calls(plan.steps, "tag_resource")
+    assert tag.params["Tags"]["lambdaserve:base"].endswith("b" * 64)

@@ -43,6 +43,7 @@ class Manifest:
     sample_proba: Any = None
     trusted: bool = False
     trusted_types: list[str] = field(default_factory=list)
+    max_memory_used_mb: int | None = None  # INIT and the sample's predictions, as Lambda's REPORT counts it
     scan: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION

@@ -27,6 +27,7 @@ from lambdaserve.execution.worker import ExecutionEnvironment
 from lambdaserve.runtime.apigw import rest_proxy_event
 
 NO_SAMPLE: Any = object()  # --sample not given (None is a valid JSON sample)
+MEASURING_MEMORY_MB = 10240
 
 
 def check_model(
@@ -55,12 +56,17 @@ def check_model(
     if report is None:  # load_target always inspects a model file
         raise LambdaserveError(f"{model_path} could not be inspected.")
 
-    environment, python = open_environment(target, env_mode=env_mode, progress=progress)
+    # Lambda's largest memory size: the check measures what the model needs rather than
+    # stopping it at a guess (deploy sizes the function from the measurement).
+    environment, python = open_environment(
+        target, env_mode=env_mode, progress=progress, memory_mb=MEASURING_MEMORY_MB
+    )
     progress.step(f"Loading the model in {python.describe()}")
     with environment:
         start(environment, python, target)
         description = environment.describe()
-        outputs = _smoke_test(environment, target.name, sample, description, progress)
+        outputs, used_mb = _smoke_test(environment, target.name, sample, description, progress)
+        used_mb = max(used_mb, environment.init_memory_mb)
 
     return Manifest(
         name=target.name,
@@ -82,6 +88,7 @@ def check_model(
         sample_proba=outputs.get("predict_proba"),
         trusted=trust,
         trusted_types=target.trusted_types,
+        max_memory_used_mb=used_mb or None,
         scan={k: v for k, v in report.to_dict().items() if k in ("imports", "dangerous", "by_value")},
         warnings=report.warnings,
     )
@@ -119,11 +126,13 @@ def package_model(
 
 def _smoke_test(
     environment: ExecutionEnvironment, name: str, sample: Any, description: dict[str, Any], progress: Progress
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], int]:
+    """Each route's answer to the sample, and the Max Memory Used its invocations reported."""
     if sample is NO_SAMPLE:
-        return {}
+        return {}, 0
     routes = ["predict", "predict_proba"] if description.get("has_proba") else ["predict"]
     outputs = {}
+    used_mb = 0
     for route in routes:
         progress.step(f"Trying {route} on the sample")
         event = rest_proxy_event(json.dumps(sample), model=name, route=route)
@@ -139,7 +148,9 @@ def _smoke_test(
                 + "\n".join(invocation.logs),
             )
         outputs[route] = json.loads(response["body"])
-    return outputs
+        if invocation.report is not None:
+            used_mb = max(used_mb, invocation.report.max_memory_used_mb)
+    return outputs, used_mb
 
 
 def _error_text(error: dict[str, Any] | None, response: dict[str, Any]) -> str:

@@ -9,6 +9,8 @@ from lambdaserve.cli import (
     admin_commands,
     bundle_commands,
     deploy_commands,
+    export_image_command,
+    iam_command,
     invoke_command,
     key_commands,
     log_command,
@@ -57,6 +59,7 @@ app.command("logs")(log_command.logs)
 app.command("deploy")(deploy_commands.deploy_command)
 app.command("destroy")(deploy_commands.destroy_command)
 app.command("status")(deploy_commands.status_command)
+app.command("iam-policy")(iam_command.iam_policy)
 
 
 def _group(help_text: str) -> typer.Typer:
@@ -88,6 +91,8 @@ keys_app = _group(
 keys_app.command("create")(key_commands.create_key)
 keys_app.command("list")(key_commands.list_keys)
 keys_app.command("revoke")(key_commands.revoke_key)
+keys_app.command("show")(key_commands.show_key)
+export_app.command("image")(export_image_command.export_image)
 app.add_typer(models_app, name="models")
 app.add_typer(plans_app, name="plans")
 app.add_typer(keys_app, name="keys")

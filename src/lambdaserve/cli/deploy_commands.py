@@ -6,6 +6,8 @@ points every AWS call elsewhere, as the tests do at moto's server.
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ from rich.table import Table
 from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, open_store
 from lambdaserve.cli.bundle_commands import JSON_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress
+from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.serve_command import STATE_OPTION
 from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.deployer import OFF, DeployOptions, DeployResult, connect, default_publisher, deploy
+from lambdaserve.deploy.deployer import DeployOptions, DeployResult, connect, deploy
 from lambdaserve.deploy.names import Names, project_name
 from lambdaserve.deploy.plan import describe_step, execute
 from lambdaserve.deploy.remote import promote_options, remote_status, rollback_options
@@ -30,50 +33,73 @@ PROFILE_OPTION = typer.Option(None, "--profile", help="AWS profile from ~/.aws/c
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the plan; make no call that writes.")
 
 
-def parse_concurrency(value: str | None, flag: str) -> int | None:
-    if value is None:
-        return None
-    if value.lower() == "off":
-        return OFF
-    if not value.isdigit():
-        raise LambdaserveError(
-            f"{flag} {value!r} is not a count.", f"Give a number (e.g. {flag} 2) or 'off'."
-        )
-    return int(value)
-
-
 @handle_errors
 def deploy_command(
     model: str = typer.Argument(..., help="The model's name, as pushed with `lambdaserve models push`."),
     stage: str = typer.Option(
-        ..., "--stage", help="The stage (API Gateway stage and Lambda alias), e.g. test."
+        ..., "--stage", help="The stage (its own REST API and the Lambda alias), e.g. test."
     ),
     version: int | None = typer.Option(None, "--version", help="The model version [default: the latest]."),
     region: str | None = REGION_OPTION,
     project: str | None = PROJECT_OPTION,
     profile: str | None = PROFILE_OPTION,
     memory: int | None = typer.Option(
-        None, "--memory", help="Function memory in MB [default: 256, or as deployed]."
+        None,
+        "--memory",
+        help="Function memory in MB [default for a new function: 1.5x what the model used when packaged, "
+        "at least 256; else as deployed].",
     ),
     timeout: int | None = typer.Option(
         None, "--timeout", help="Function timeout in s [default: 10, or as deployed]."
     ),
     reserved: str | None = typer.Option(
-        None, "--reserved-concurrency", help="Cap on concurrent executions, or 'off'."
+        None,
+        "--reserved-concurrency",
+        help="Cap on the function's concurrent executions, or 'none' [default for a new function: 10].",
     ),
     provisioned: str | None = typer.Option(
-        None, "--provisioned-concurrency", help="Environments kept initialised for the stage, or 'off'."
+        None, "--provisioned-concurrency", help="Environments kept initialised for the stage, or 'none'."
     ),
     keep_warm: bool | None = typer.Option(
         None, "--keep-warm/--no-keep-warm", help="Invoke the stage every 5 minutes (EventBridge rule)."
     ),
+    access_logs: bool | None = typer.Option(
+        None,
+        "--access-logs/--no-access-logs",
+        help="API Gateway's access log of the stage, in CloudWatch Logs.",
+    ),
     log_retention: int | None = typer.Option(
         None, "--log-retention", help="Days to keep logs [default: 30]."
     ),
-    rate: float | None = typer.Option(None, "--rate", help="Usage plan: requests per second (with --burst)."),
-    burst: int | None = typer.Option(None, "--burst", help="Usage plan: bucket size of the throttle."),
-    quota: str | None = typer.Option(None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH, e.g. 100/DAY."),
-    image_uri: str | None = typer.Option(None, "--image-uri", help="Use this pushed image; build nothing."),
+    rate: str | None = typer.Option(
+        None,
+        "--rate",
+        help="Usage plan: requests per second per key (with --burst), or 'none' "
+        "[default for a new stage: 10].",
+    ),
+    burst: int | None = typer.Option(
+        None, "--burst", help="Usage plan: bucket size of the throttle [default for a new stage: 10]."
+    ),
+    quota: str | None = typer.Option(
+        None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH (e.g. 100/DAY), or 'none'."
+    ),
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        help="x86_64 or arm64 (Graviton, about 20% cheaper) [default: x86_64, or as deployed].",
+    ),
+    python: str | None = typer.Option(
+        None, "--python", help="Run on a newer Python than the model's, e.g. 3.12 (no code pickled by value)."
+    ),
+    refresh_base: bool = typer.Option(
+        False, "--refresh-base", help="Rebuild on the current base image and CPython patch release."
+    ),
+    image_uri: str | None = typer.Option(
+        None, "--image-uri", help="Use this pushed image; build nothing. Kept by later deploys."
+    ),
+    build: bool = typer.Option(
+        False, "--build", help="Go back to lambdaserve's image after an --image-uri of yours."
+    ),
     builder: str | None = typer.Option(
         None, "--builder", help="docker, podman or buildah [default: the first found]."
     ),
@@ -81,18 +107,22 @@ def deploy_command(
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Deploy a model's stage to AWS: S3, ECR image, Lambda, API Gateway, API key, usage plan.
+    """Deploy a model's stage to AWS: S3, ECR image, Lambda, the stage's REST API, API key, usage plan.
 
     Idempotent: a second run with nothing changed makes no call that writes. A new model
     version uploads the model to S3, publishes a Lambda version and moves the stage's alias;
-    the image is rebuilt only when the requirements change. Flags you leave out keep what is
-    deployed. Prints the endpoint and its API key.
+    the image is rebuilt only when its lock or base changes. Flags you leave out keep what is
+    deployed; a new stage and function get safe defaults (a throttle of 10 requests/s per
+    key, reserved concurrency 10, memory from what the model used). The API key's value is
+    printed once, when it is made (later: lambdaserve keys show --remote STAGE).
 
     Example:
 
         lambdaserve deploy news --stage test --region eu-west-1 --dry-run
 
-        lambdaserve deploy news --stage test --region eu-west-1 --rate 10 --burst 10 --quota 100/DAY
+        lambdaserve deploy news --stage test --region eu-west-1 --rate 10 --burst 20 --quota 1000/DAY
+
+        lambdaserve deploy news --stage prod --arch arm64 --refresh-base
     """
     options = DeployOptions(
         model=model,
@@ -102,14 +132,19 @@ def deploy_command(
         region=region,
         profile=profile,
         image_uri=image_uri,
+        build=build,
         builder=builder,
+        python=python,
+        arch=arch,
+        refresh_base=refresh_base,
         memory_mb=memory,
         timeout_s=timeout,
-        reserved_concurrency=parse_concurrency(reserved, "--reserved-concurrency"),
-        provisioned_concurrency=parse_concurrency(provisioned, "--provisioned-concurrency"),
+        reserved_concurrency=parse_count(reserved, "--reserved-concurrency"),
+        provisioned_concurrency=parse_count(provisioned, "--provisioned-concurrency"),
         keep_warm=keep_warm,
+        access_logs=access_logs,
         log_retention_days=log_retention,
-        rate=rate,
+        rate=parse_rate(rate),
         burst=burst,
         quota=quota,
         dry_run=dry_run,
@@ -120,7 +155,7 @@ def deploy_command(
 def run_deploy(options: DeployOptions, state_dir: Path | None, as_json: bool) -> DeployResult:
     """Deploy and print the outcome: shared by deploy, promote --remote and rollback --remote."""
     with open_store(state_dir) as store, progress() as reporter:
-        result = deploy(store, options, reporter, AWS, default_publisher(options.builder))
+        result = deploy(store, options, reporter)
     show_result(result, options.dry_run, as_json)
     return result
 
@@ -163,12 +198,15 @@ def show_result(result: DeployResult, dry_run: bool, as_json: bool) -> None:
                 "stage": desired.stage,
                 "version": desired.release.version,
                 "image": desired.image_uri,
+                "base": result.base.tags() if result.base else None,
+                "architecture": desired.function.architecture,
                 "dry_run": dry_run,
                 "changed": result.changed,
                 "plan": result.plan.describe(),
                 "notes": result.plan.notes,
                 "url": result.url,
                 "api_key": result.api_key,
+                "api_key_id": result.api_key_id,
                 "lambda_version": result.lambda_version,
             }
         )
@@ -190,12 +228,23 @@ def show_result(result: DeployResult, dry_run: bool, as_json: bool) -> None:
             f"[green]✓[/] Deployed {where}: version {desired.release.version} "
             f"(Lambda version {result.lambda_version})."
         )
+    for note in result.plan.notes:
+        if "moves from the project's one REST API" in note:
+            out.print(f"  [yellow]{escape(note)}[/]")
     if result.url:
         out.print(f"  URL:  {result.url}")
-        out.print(f"  key:  {result.api_key}")
+        if result.api_key:
+            out.print(f"  key:  {result.api_key}  (shown once: keep it)")
+            key = result.api_key
+        else:
+            out.print(f"  key:  the stage's key: lambdaserve keys show --remote {desired.stage}")
+            key = "$KEY"
+        sample = json.dumps(
+            desired.release.sample_input if desired.release.sample_input is not None else ["some text"]
+        )
         out.print(
-            f"  curl -X POST {result.url} -H 'x-api-key: {result.api_key}' "
-            "-H 'content-type: application/json' -d '[\"some text\"]'"
+            f'  curl -X POST {result.url} -H "x-api-key: {key}" '
+            f"-H 'content-type: application/json' -d {shlex.quote(sample)}"
         )
 
 
@@ -336,10 +385,16 @@ def status_command(
 
 
 def _print_remote(data: dict[str, Any]) -> None:
+    apis = ", ".join(f"{stage} {api}" for stage, api in data["apis"].items()) or "-"
     out.print(
         f"Project {data['project']} in {data['region']} (account {data['account']}), "
-        f"REST API {data['api'] or '-'}"
+        f"REST APIs by stage: {apis}"
     )
+    if data["legacy_api"]:
+        out.print(
+            f"  [yellow]The old one-API layout ({data['legacy_api']}) still serves some stages: "
+            "deploy each of them once to move it to an API of its own.[/]"
+        )
     if not data["models"]:
         out.print("Nothing deployed.")
         return
@@ -350,7 +405,8 @@ def _print_remote(data: dict[str, Any]) -> None:
             "Lambda version",
             "canary",
             "URL",
-            title=f"{model['model']}  ({model['function']}, {model['memory_mb']} MB, {model['timeout_s']} s)",
+            title=f"{model['model']}  ({model['function']}, {model['memory_mb']} MB, {model['timeout_s']} s, "
+            f"{model['architecture']})",
             title_justify="left",
         )
         for stage in model["stages"]:
@@ -360,3 +416,17 @@ def _print_remote(data: dict[str, Any]) -> None:
             )
         out.print(table)
         out.print(f"  image {model['image']}  digest {model['image_digest']}")
+        if model["base"]:
+            age = model["base_age_days"]
+            built = f", built {model['base_created'][:10]} ({age} days ago)" if age is not None else ""
+            python = f", CPython {model['python_build']}" if model["python_build"] else ""
+            stale = (
+                "  [yellow]rebuild with deploy --refresh-base for its security fixes[/]"
+                if (age or 0) > 30
+                else ""
+            )
+            out.print(f"  base  {model['base']}{built}{python}{stale}")
+            if model["base_why"]:
+                out.print(f"  why   {model['base_why']}")
+        else:
+            out.print("  base  not lambdaserve's image (--image-uri): its base is yours to patch")

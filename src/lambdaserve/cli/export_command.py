@@ -12,25 +12,35 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
 from lambdaserve.cli.admin_commands import PROJECT_OPTION, open_store, require_model, state_root
-from lambdaserve.cli.output import handle_errors, out, warn
+from lambdaserve.cli.output import handle_errors, out, progress, warn
+from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.serve_command import STATE_OPTION
-from lambdaserve.deploy.cloudformation import build_template, release_image_tag, releases_needing_history
+from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
 from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER, FORMATS, dump_template, logical_part
+from lambdaserve.deploy.deployer import OFF
 from lambdaserve.deploy.names import Names, project_name
+from lambdaserve.deploy.plan import Reporter
+from lambdaserve.deploy.release_image import NoBuilders, built_image
 from lambdaserve.deploy.spec import (
+    DEFAULT_BURST,
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_MEMORY_MB,
+    DEFAULT_RATE,
+    DEFAULT_RESERVED_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
     Desired,
     FunctionSettings,
     Release,
     UsagePlanSettings,
+    recommended_memory,
 )
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store import Alias, Store
@@ -40,8 +50,9 @@ from lambdaserve.store.store import check_limits
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 export_app = typer.Typer(
-    help="Write the project's AWS resources for other tools.\n\n"
-    "Example:\n\n    lambdaserve export cloudformation -o template.yaml",
+    help="Write the project's AWS resources, or a model's image build context, for other tools.\n\n"
+    "Example:\n\n    lambdaserve export cloudformation -o template.yaml\n\n"
+    "    lambdaserve export image news -o news-image",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -66,10 +77,16 @@ def cloudformation(
     fmt: str | None = typer.Option(
         None, "--format", help="yaml or json [default: from the -o suffix, else yaml]."
     ),
-    memory: int = typer.Option(DEFAULT_MEMORY_MB, "--memory", help="Function memory in MB."),
+    memory: int | None = typer.Option(
+        None,
+        "--memory",
+        help="Function memory in MB [default: per model, 1.5x what it used when packaged, at least 256].",
+    ),
     timeout: int = typer.Option(DEFAULT_TIMEOUT_S, "--timeout", help="Function timeout in s."),
-    reserved: int | None = typer.Option(
-        None, "--reserved-concurrency", help="Cap on each function's concurrent executions."
+    reserved: str | None = typer.Option(
+        None,
+        "--reserved-concurrency",
+        help="Cap on each function's concurrent executions, or 'none' [default: 10].",
     ),
     provisioned: int | None = typer.Option(
         None, "--provisioned-concurrency", help="Environments kept initialised for each stage."
@@ -80,9 +97,19 @@ def cloudformation(
     log_retention: int = typer.Option(
         DEFAULT_LOG_RETENTION_DAYS, "--log-retention", help="Days to keep logs."
     ),
-    rate: float | None = typer.Option(None, "--rate", help="Usage plan: requests per second (with --burst)."),
-    burst: int | None = typer.Option(None, "--burst", help="Usage plan: bucket size of the throttle."),
+    rate: str | None = typer.Option(
+        None,
+        "--rate",
+        help="Usage plan: requests per second per key (with --burst), or 'none' [default: 10].",
+    ),
+    burst: int | None = typer.Option(
+        None, "--burst", help="Usage plan: bucket size of the throttle [default: 10]."
+    ),
     quota: str | None = typer.Option(None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH, e.g. 100/DAY."),
+    arch: str = typer.Option("x86_64", "--arch", help="x86_64 or arm64 (Graviton)."),
+    python: str | None = typer.Option(
+        None, "--python", help="Run on a newer Python than each model's (no code pickled by value)."
+    ),
     state_dir: Path | None = STATE_OPTION,
 ) -> None:
     """Write a CloudFormation template of the project: what `lambdaserve deploy` makes.
@@ -103,11 +130,30 @@ def cloudformation(
     fmt = _format(fmt, output)
     names = Names(project_name(project, state_root(state_dir)), _account(account), _region(region))
     quota_limit, quota_period = parse_quota(quota)
-    check_limits(rate, burst, quota_limit, quota_period)
-    function = FunctionSettings(memory, timeout, reserved, provisioned, keep_warm, log_retention)
-    plan = UsagePlanSettings(rate, burst, quota_limit, quota_period)
-    with open_store(state_dir) as store:
+    throttle = parse_rate(rate)
+    if throttle == OFF:
+        throttle, burst = None, None
+    elif throttle is None and burst is None:
+        throttle, burst = DEFAULT_RATE, DEFAULT_BURST
+    elif throttle is not None and burst is None:
+        burst = max(1, int(throttle))
+    check_limits(throttle, burst, quota_limit, quota_period)
+    reserved_count = parse_count(reserved, "--reserved-concurrency")
+    function = FunctionSettings(
+        memory_mb=memory or DEFAULT_MEMORY_MB,
+        timeout_s=timeout,
+        reserved_concurrency=None
+        if reserved_count == OFF
+        else (reserved_count or DEFAULT_RESERVED_CONCURRENCY),
+        provisioned_concurrency=provisioned,
+        keep_warm=keep_warm,
+        log_retention_days=log_retention,
+        architecture=arch,
+    )
+    plan = UsagePlanSettings(throttle, burst, quota_limit, quota_period)
+    with open_store(state_dir) as store, progress() as reporter:
         desired, configured = desired_stages(store, names, models or [], function, plan)
+        desired = with_images(store, desired, memory_set=memory is not None, python=python, progress=reporter)
     text = dump_template(build_template(desired, configured=configured), fmt)
     for model, versions in releases_needing_history(desired).items():
         served = ", ".join(map(str, versions))
@@ -173,6 +219,54 @@ def desired_stages(
     return desired, {model: _newest(alias) for model, alias in sorted(latest.items())}
 
 
+def with_images(
+    store: Store, desired: list[Desired], *, memory_set: bool, python: str | None, progress: Reporter
+) -> list[Desired]:
+    """Each release with the image lambdaserve builds for it, and each function with its memory.
+
+    The base is pinned as the last deploy or ``export image`` recorded it; nothing is pulled.
+    """
+    images: dict[tuple[str, int], Any] = {}
+    notes: list[str] = []
+    done = []
+    for d in desired:
+        releases = []
+        for release in d.releases():
+            key = (release.model, release.version)
+            if key not in images:
+                images[key] = built_image(
+                    store,
+                    d.names,
+                    release,
+                    arch=d.function.architecture,
+                    python=python,
+                    function_tags={},
+                    refresh_base=False,
+                    builders=NoBuilders(),
+                    notes=notes,
+                    progress=progress,
+                )
+            releases.append(replace(release, image_uri=images[key].uri))
+        function = d.function
+        if not memory_set:
+            function = replace(function, memory_mb=recommended_memory(d.release.measured_memory_mb))
+        done.append(
+            replace(
+                d,
+                release=releases[0],
+                canary=releases[1] if len(releases) > 1 else None,
+                function=function,
+                build_tags=images[(d.release.model, d.release.version)].base.tags(),
+            )
+        )
+    for note in dict.fromkeys(notes):
+        warn(
+            note.replace("nothing is pulled here", "export cloudformation pulls nothing") + " Run "
+            "`lambdaserve export image MODEL` first to pin it."
+        )
+    return done
+
+
 def _show_next_steps(output: Path, names: Names, desired: list[Desired], configured: dict[str, int]) -> None:
     releases = {(r.model, r.version): r for d in desired for r in d.releases()}
     current = [releases[(model, version)] for model, version in configured.items()]
@@ -198,7 +292,8 @@ def _show_next_steps(output: Path, names: Names, desired: list[Desired], configu
         "  Build each function's image and push it to the ImageRepositoryUri output with this tag",
         "  (or pass an ImageUri parameter per model):",
         *(
-            f"    {r.model}: {release_image_tag(r)} (Python {r.python}; {', '.join(r.requirements)})"
+            f"    {r.model}: {r.image_uri.rsplit(':', 1)[-1]}  (lambdaserve export image {r.model} "
+            f"--version {r.version} -o {r.model}-image writes its build context)"
             for r in current
         ),
         # StorageOnly=false is needed: aws cloudformation deploy keeps a parameter's previous value.

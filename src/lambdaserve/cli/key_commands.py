@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lambdaserve.cli.admin_commands import create_table, open_store
+from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, create_table, open_store
 from lambdaserve.cli.bundle_commands import JSON_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.serve_command import STATE_OPTION
@@ -200,6 +200,41 @@ def revoke_key(
         f"[green]✓[/] Revoked key [bold]{escape(revoked.name)}[/] (id {revoked.id}, {revoked.prefix}…): "
         "requests with it now get 403 Forbidden."
     )
+
+
+@handle_errors
+def show_key(
+    stage: str = typer.Argument(..., help="The stage on AWS whose API key to show."),
+    remote: bool = typer.Option(False, "--remote", help="The key of the stage deployed to AWS (required)."),
+    region: str | None = REGION_OPTION,
+    project: str | None = PROJECT_OPTION,
+    profile: str | None = typer.Option(None, "--profile", help="AWS profile from ~/.aws/config."),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the value of a stage's API key on AWS (deploy shows it once, when it makes it).
+
+    Local keys are kept as hashes only, so their values cannot be shown again: make a new
+    one with `lambdaserve keys create`.
+
+    Example:
+
+        lambdaserve keys show prod --remote
+    """
+    if not remote:
+        raise LambdaserveError(
+            "Local API keys are stored as hashes: their values are shown once, when they are made.",
+            "Make a new key (lambdaserve keys create --name NAME) and revoke the lost one; for a stage "
+            "on AWS, add --remote: lambdaserve keys show STAGE --remote",
+        )
+    from lambdaserve.deploy.remote import remote_api_key
+
+    with open_store(state_dir) as store:
+        key = remote_api_key(store, project, region, profile, stage)
+    if as_json:
+        print_json(key)
+        return
+    out.print(f"{key['value']}")
 
 
 def _find_key(store: Store, ref: str) -> ApiKey:

@@ -9,13 +9,15 @@ server in the tests.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lambdaserve.deploy.permissions import iam_action, pascal
 from lambdaserve.errors import LambdaserveError
+
+__all__ = ["AWS", "error_code", "iam_action"]
 
 ROLE_PROPAGATION_S = 60.0
 # Error codes that mean "there is no such thing", by service: describe calls return None.
@@ -31,6 +33,8 @@ NOT_FOUND = {
     "NoSuchPublicAccessBlockConfiguration",
     "ServerSideEncryptionConfigurationNotFoundError",
     "ProvisionedConcurrencyConfigNotFoundException",
+    "RepositoryPolicyNotFoundException",
+    "LifecyclePolicyNotFoundException",
     "404",
 }
 DENIED = {
@@ -43,35 +47,9 @@ DENIED = {
     "ExpiredTokenException",
     "SignatureDoesNotMatch",
 }
-# IAM action names that are not the operation's name.
-_S3_ACTIONS = {
-    "HeadObject": "GetObject",
-    "HeadBucket": "ListBucket",
-    "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
-    "GetPublicAccessBlock": "GetBucketPublicAccessBlock",
-    "PutBucketEncryption": "PutEncryptionConfiguration",
-    "GetBucketEncryption": "GetEncryptionConfiguration",
-    "DeleteObjects": "DeleteObjectVersion",
-    "ListObjectVersions": "ListBucketVersions",
-}
-
-
-def iam_action(service: str, operation: str) -> str:
-    """The IAM action that allows ``operation`` (PascalCase) of ``service``."""
-    if service == "apigateway":
-        # API Gateway's management actions are HTTP verbs on resource paths.
-        verb = operation.split("_")[0] if "_" in operation else re.sub(r"([A-Z][a-z]+).*", r"\1", operation)
-        verb = {"Create": "POST", "Put": "PUT", "Update": "PATCH", "Delete": "DELETE"}.get(verb, "GET")
-        return f"apigateway:{verb}"
-    if service == "s3":
-        return f"s3:{_S3_ACTIONS.get(operation, operation)}"
-    if service == "logs" and operation == "DescribeLogGroups":
-        return "logs:DescribeLogGroups"
-    return f"{service}:{operation}"
-
-
-def pascal(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_")) if "_" in operation else operation
+# Answers that mean "another change to this resource is under way": retried with backoff.
+CONFLICT = {"ConflictException", "ResourceConflictException", "ResourceInUseException"}
+CONFLICT_RETRY_S = 60.0
 
 
 class AWS:
@@ -106,6 +84,7 @@ class AWS:
         self._config = Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_extra="lambdaserve")
         self._clients: dict[str, Any] = {}
         self._account: str | None = None
+        self.sleep = time.sleep  # tests give a clock of their own
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -121,18 +100,21 @@ class AWS:
     def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         """One AWS call; a file path as ``Body`` is streamed from disk.
 
-        A role made seconds ago is not yet usable by Lambda everywhere (IAM is eventually
-        consistent): Lambda says it "cannot be assumed". That answer is retried for up to
-        a minute, backing off, as chalice and the AWS CLI's users do.
+        Two answers are retried for up to a minute, backing off: a role made seconds ago
+        that Lambda says "cannot be assumed" (IAM is eventually consistent), and a conflict
+        with a change still under way (Lambda's ``ResourceConflictException`` while a
+        function updates, API Gateway's ``ConflictException``). botocore itself retries
+        throttling and network errors.
         """
         delay, waited = 1.0, 0.0
         while True:
             try:
                 return self._call(service, operation, params)
             except Exception as exc:
-                if not _role_not_ready(exc) or waited >= ROLE_PROPAGATION_S:
+                limit = ROLE_PROPAGATION_S if _role_not_ready(exc) else CONFLICT_RETRY_S
+                if not (_role_not_ready(exc) or error_code(exc) in CONFLICT) or waited >= limit:
                     raise self.explain(exc, service, operation) from None
-            time.sleep(delay)
+            self.sleep(delay)
             waited += delay
             delay = min(delay * 2, 8.0)
 
@@ -204,7 +186,7 @@ class AWS:
                 return LambdaserveError(
                     f"AWS refused {service} {action}: {message}",
                     f"Grant the IAM action {iam_action(service, action)} to the identity that runs "
-                    "lambdaserve (docs/aws.md lists every action deploy uses).",
+                    "lambdaserve (`lambdaserve iam-policy` prints the whole policy it needs).",
                 )
             if code in (
                 "PermanentRedirect",

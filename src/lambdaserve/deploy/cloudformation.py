@@ -37,19 +37,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lambdaserve.deploy.cloudformation_syntax import bucket_name, cfn_tags, get_att, logical_part, ref, sub
-from lambdaserve.deploy.image import image_tag
 from lambdaserve.deploy.lambda_plan import WARM_EVENT
 from lambdaserve.deploy.names import Names, check_api_stage
-from lambdaserve.deploy.planner import TRUST_POLICY
+from lambdaserve.deploy.planner import TRUST_POLICY, lambda_pull_statement, lifecycle_policy
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, Desired, FunctionSettings, Release
 from lambdaserve.errors import LambdaserveError
 
 KEEP_WARM_INPUT = json.dumps(WARM_EVENT)
 STORAGE_ONLY = "StorageOnly"  # the parameter
 SERVING = "Serving"  # the condition every resource but the bucket and the repository has
-BUCKET, REPOSITORY, API = "ModelBucket", "ImageRepository", "Api"
+BUCKET, REPOSITORY = "ModelBucket", "ImageRepository"
 ROUTE_PARTS = {"predict": "Predict", "predict_proba": "PredictProba"}
-BASIC_EXECUTION_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
 
 def build_template(
@@ -102,7 +100,6 @@ class _Template:
         self.resources: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}
         self.models: list[str] = []
-        self.methods: list[str] = []
         self.object_versions: list[str] = []
         self.add_storage()
 
@@ -175,6 +172,19 @@ class _Template:
                 "ImageScanningConfiguration": {"ScanOnPush": True},
                 # A tag is a hash of what went into the image: it never moves, as with lambdaserve deploy.
                 "ImageTagMutability": "IMMUTABLE",
+                # Lambda pulls with the service's identity, for the project's functions only.
+                "RepositoryPolicyText": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        lambda_pull_statement(
+                            sub(
+                                "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:"
+                                f"function:{self.names.project}-*"
+                            )
+                        )
+                    ],
+                },
+                "LifecyclePolicy": {"LifecyclePolicyText": json.dumps(lifecycle_policy(), sort_keys=True)},
             },
             tags,
             **kept,
@@ -192,13 +202,15 @@ class _Template:
         names, model, part = self.names, current.model, logical_part(current.model)
         self.models.append(model)
         settings = _function_settings(model, stages)
-        tags = names.tags(model)
-        tag = release_image_tag(current)
+        tags = {**names.tags(model), **stages[0].build_tags}
+        ours = current.image_uri.startswith(names.image_uri(""))
+        tag = current.image_uri.rsplit(":", 1)[-1] if ours else ""
         image = self.parameter(
             f"{part}ImageUri",
             f"The image of {model}'s function (Python {current.python}, requirements: "
-            f"{', '.join(current.requirements)}). Empty: {tag} in ImageRepository.",
-            current.image_uri,
+            f"{', '.join(current.requirements)}). Empty: {tag} in ImageRepository, the image "
+            f"`lambdaserve export image {model}` writes the build context of.",
+            "" if ours else current.image_uri,
         )
         self.conditions[f"{part}ImageFromStack"] = {"Fn::Equals": [ref(image), ""]}
         key = self.parameter(
@@ -217,27 +229,38 @@ class _Template:
             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
             "Resource": sub(f"arn:${{AWS::Partition}}:s3:::${{{BUCKET}}}/{names.bundle_prefix(model)}*"),
         }
+        log_group_arn = (
+            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + names.log_group(model)
+        )
+        write_logs = {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [sub(f"{log_group_arn}:*"), sub(f"{log_group_arn}:log-stream:*")],
+        }
         role = self.add(
             f"{part}Role",
             "AWS::IAM::Role",
             {
                 "RoleName": names.role(model),
                 "AssumeRolePolicyDocument": TRUST_POLICY,
-                "ManagedPolicyArns": [sub(BASIC_EXECUTION_POLICY)],
                 "Policies": [
                     {
                         "PolicyName": names.role_policy(),
                         "PolicyDocument": {"Version": "2012-10-17", "Statement": [read_bundles]},
-                    }
+                    },
+                    {
+                        "PolicyName": names.log_policy(),
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": [write_logs]},
+                    },
                 ],
             },
-            tags,
+            names.tags(model),
         )
         log_group = self.add(
             f"{part}LogGroup",
             "AWS::Logs::LogGroup",
             {"LogGroupName": names.log_group(model), "RetentionInDays": settings.log_retention_days},
-            tags,
+            names.tags(model),
             # Said, not defaulted: the logs go with the stack, as lambdaserve destroy removes them.
             DeletionPolicy="Delete",
             UpdateReplacePolicy="Delete",
@@ -253,7 +276,7 @@ class _Template:
             "Description": f"lambdaserve {names.project}/{model}",
             "PackageType": "Image",
             "Code": {"ImageUri": {"Fn::If": [f"{part}ImageFromStack", stack_image, ref(image)]}},
-            "Architectures": ["x86_64"],  # deploy/image.py builds for linux/amd64
+            "Architectures": [settings.architecture],
             "Role": get_att(role, "Arn"),
             "MemorySize": settings.memory_mb,
             "Timeout": settings.timeout_s,
@@ -306,7 +329,8 @@ class _Template:
             alias["ProvisionedConcurrencyConfig"] = {"ProvisionedConcurrentExecutions": provisioned}
         self.add(f"{prefix}Alias", "AWS::Lambda::Alias", alias)
         invoke = {"FunctionName": ref(f"{prefix}Alias"), "Action": "lambda:InvokeFunction"}
-        source = f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:{names.account}:${{{API}}}"
+        api = f"{logical_part(stage)}Api"  # the stage's own REST API
+        source = f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:{names.account}:${{{api}}}"
         self.add(
             f"{prefix}ApiPermission",
             "AWS::Lambda::Permission",
@@ -335,40 +359,57 @@ class _Template:
                 },
             )
 
-    # -- the REST API ----------------------------------------------------------------
+    # -- one REST API per stage ---------------------------------------------------------
     def add_api(self, by_model: Mapping[str, list[Desired]]) -> None:
-        names = self.names
-        self.add(
-            API,
+        by_stage: dict[str, list[Desired]] = {}
+        for d in (d for stages in by_model.values() for d in stages):
+            by_stage.setdefault(d.stage, []).append(d)
+        for stage, members in sorted(by_stage.items()):
+            self.add_api_stage(stage, sorted(members, key=lambda d: d.model))
+
+    def add_api_stage(self, stage: str, members: list[Desired]) -> None:
+        """The stage's REST API with its models' routes, its deployment, stage, key and usage plan."""
+        names, part, tags = self.names, logical_part(stage), self.names.tags(stage=stage)
+        plans = {d.plan for d in members}
+        if len(plans) > 1:
+            raise LambdaserveError(
+                f"The models of stage {stage!r} ask for different usage plans.",
+                "A stage has one usage plan and one API key for all its models: give them the same limits.",
+            )
+        plan = plans.pop()
+        api = self.add(
+            f"{part}Api",
             "AWS::ApiGateway::RestApi",
             {
-                "Name": names.rest_api,
-                "Description": f"lambdaserve project {names.project}",
+                "Name": names.rest_api(stage),
+                "Description": f"lambdaserve project {names.project}, stage {stage}",
                 "EndpointConfiguration": {"Types": ["REGIONAL"]},
                 "ApiKeySourceType": "HEADER",
             },
-            names.tags(),
+            tags,
         )
-        for model, stages in by_model.items():
-            part = logical_part(model)
-            in_api = {"RestApiId": ref(API)}
-            root = get_att(API, "RootResourceId")
+        in_api = {"RestApiId": ref(api)}
+        methods: list[str] = []
+        for d in members:
+            model_part = f"{part}{logical_part(d.model)}"
             self.add(
-                f"{part}Resource",
+                f"{model_part}Resource",
                 "AWS::ApiGateway::Resource",
-                {**in_api, "ParentId": root, "PathPart": model},
+                {**in_api, "ParentId": get_att(api, "RootResourceId"), "PathPart": d.model},
             )
-            # The same URI as lambdaserve deploy's: the alias is the API stage's lambdaAlias
-            # variable, so one method serves every stage.
+            # The same integration as lambdaserve deploy's: the model's alias of the stage's name
+            # (an alias's Ref is its ARN).
+            alias = f"{logical_part(d.model)}{part}Alias"
             uri = sub(
                 "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                f"${{{part}Function.Arn}}:${{!stageVariables.lambdaAlias}}/invocations"
+                f"${{{alias}}}/invocations"
             )
-            for route in sorted({route for d in stages for route in d.routes}):
-                resource = f"{part}{ROUTE_PARTS[route]}Resource"
-                parent = ref(f"{part}Resource")
+            for route in d.routes:
+                resource = f"{model_part}{ROUTE_PARTS[route]}Resource"
                 self.add(
-                    resource, "AWS::ApiGateway::Resource", {**in_api, "ParentId": parent, "PathPart": route}
+                    resource,
+                    "AWS::ApiGateway::Resource",
+                    {**in_api, "ParentId": ref(f"{model_part}Resource"), "PathPart": route},
                 )
                 method = {
                     **in_api,
@@ -378,47 +419,27 @@ class _Template:
                     "ApiKeyRequired": True,
                     "Integration": {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST", "Uri": uri},
                 }
-                self.methods.append(
-                    self.add(f"{part}{ROUTE_PARTS[route]}Method", "AWS::ApiGateway::Method", method)
+                methods.append(
+                    self.add(f"{model_part}{ROUTE_PARTS[route]}Method", "AWS::ApiGateway::Method", method)
                 )
         # A Deployment snapshots the API when it is created, and an update that leaves its own
         # properties alone never redeploys it: a hash of the methods in its logical ID makes
         # a changed API a new deployment, which the stage then points at.
-        methods = {method: self.resources[method]["Properties"] for method in self.methods}
-        digest = hashlib.sha256(json.dumps(methods, sort_keys=True).encode()).hexdigest()[:10]
-        by_stage: dict[str, list[Desired]] = {}
-        for d in (d for stages in by_model.values() for d in stages):
-            by_stage.setdefault(d.stage, []).append(d)
-        for stage, members in sorted(by_stage.items()):
-            self.add_api_stage(stage, members, digest)
-
-    def add_api_stage(self, stage: str, members: list[Desired], digest: str) -> None:
-        names, part, tags = self.names, logical_part(stage), self.names.tags()
-        plans = {d.plan for d in members}
-        if len(plans) > 1:
-            raise LambdaserveError(
-                f"The models of stage {stage!r} ask for different usage plans.",
-                "A stage has one usage plan and one API key for all its models: give them the same limits.",
-            )
-        plan = plans.pop()
+        snapshot = {method: self.resources[method]["Properties"] for method in methods}
+        digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()[:10]
         deployment = self.add(
             f"{part}Deployment{digest}",
             "AWS::ApiGateway::Deployment",
-            {"RestApiId": ref(API), "Description": f"lambdaserve stage {stage}"},
-            DependsOn=list(self.methods),  # deploying an API before its methods exist fails
+            {**in_api, "Description": f"lambdaserve stage {stage}"},
+            DependsOn=methods,  # deploying an API before its methods exist fails
         )
-        api_stage = {
-            "RestApiId": ref(API),
-            "StageName": stage,
-            "DeploymentId": ref(deployment),
-            "Variables": {"lambdaAlias": stage},
-        }
+        api_stage = {**in_api, "StageName": stage, "DeploymentId": ref(deployment)}
         self.add(f"{part}Stage", "AWS::ApiGateway::Stage", api_stage, tags)
         key = {"Name": names.api_key(stage), "Enabled": True}
         self.add(f"{part}ApiKey", "AWS::ApiGateway::ApiKey", key, tags)
         usage_plan: dict[str, Any] = {
             "UsagePlanName": names.usage_plan(stage),
-            "ApiStages": [{"ApiId": ref(API), "Stage": ref(f"{part}Stage")}],
+            "ApiStages": [{"ApiId": ref(api), "Stage": ref(f"{part}Stage")}],
         }
         throttle, quota = plan.throttle(), plan.quota()
         if throttle is not None:
@@ -445,7 +466,7 @@ class _Template:
             self.output(
                 f"{logical_part(d.model)}{part}Endpoint",
                 f"{d.model} in stage {stage}: POST JSON here with the header x-api-key",
-                sub(names.endpoint(f"${{{API}}}", stage, d.model)),
+                sub(names.endpoint(f"${{{api}}}", stage, d.model)),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -483,8 +504,3 @@ def _function_settings(model: str, stages: list[Desired]) -> FunctionSettings:
             "which all stages of a model share: give them the same values.",
         )
     return shared.pop()
-
-
-def release_image_tag(release: Release) -> str:
-    """The tag lambdaserve gives the image of this release's Python and requirements."""
-    return image_tag(release.image_context())

@@ -1,42 +1,50 @@
 """``lambdaserve deploy``: the local store + flags -> desired state -> plan -> AWS.
 
-Order of work: resolve the project, region and account; build the desired state of the
-model's stage from the store; read what AWS has; fill the flags the user left out from
-what is deployed (so a rerun without flags changes nothing); plan; print the plan or run
-it; record the outcome in the store, failures included.
+Order of work: resolve the project, region and account; take the model's releases from the
+store; read what AWS has; choose the image (the user's, or one lambdaserve builds: its
+pinned base and full lock); fill the flags the user left out from what is deployed (so a
+rerun without flags changes nothing) or, for what is new, from safe defaults; plan; print
+the plan or run it; record the outcome in the store, failures included.
 
-Flags left out keep the deployed value (or the default for a new stage): memory,
-timeout, reserved and provisioned concurrency, keep-warm, log retention, and the usage
-plan's rate, burst and quota.
+Everything that can stop a deploy (a requirement without a wheel for the image's platform,
+a Python the model's code cannot run on, no builder) is found before the first call that
+writes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.current import Current, read_current
-from lambdaserve.deploy.image import ImageContext, detect_builder, image_tag
+from lambdaserve.deploy.base import Base
+from lambdaserve.deploy.current import Current, read_current, read_image_tags
+from lambdaserve.deploy.image import Builder, ImageContext, detect_builder
 from lambdaserve.deploy.names import Names, check_api_stage, project_name
 from lambdaserve.deploy.plan import Plan, PushImage, Reporter, execute
 from lambdaserve.deploy.planner import plan_deploy
 from lambdaserve.deploy.registry import ImagePublisher
+from lambdaserve.deploy.release_image import BuilderFactory, Builders, NoBuilders, built_image
 from lambdaserve.deploy.spec import (
+    DEFAULT_BURST,
     DEFAULT_LOG_RETENTION_DAYS,
-    DEFAULT_MEMORY_MB,
+    DEFAULT_RATE,
+    DEFAULT_RESERVED_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
+    MIN_UNRESERVED_CONCURRENCY,
     Desired,
     FunctionSettings,
     Release,
     UsagePlanSettings,
+    recommended_memory,
 )
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import Deployment, parse_quota
 from lambdaserve.store.store import Store
 
-OFF = -1  # --reserved-concurrency off / --provisioned-concurrency off
+OFF = -1  # --reserved-concurrency none / --provisioned-concurrency none / --rate none
 
 
 @dataclass
@@ -50,16 +58,21 @@ class DeployOptions:
     region: str | None = None
     profile: str | None = None
     image_uri: str | None = None
+    build: bool = False  # build lambdaserve's image even where the function runs one of the user's
     builder: str | None = None
+    python: str | None = None  # a newer Python than the model's (no code pickled by value)
+    arch: str | None = None  # x86_64 | arm64
+    refresh_base: bool = False
     memory_mb: int | None = None
     timeout_s: int | None = None
     reserved_concurrency: int | None = None  # OFF removes it
     provisioned_concurrency: int | None = None  # OFF removes it
     keep_warm: bool | None = None
+    access_logs: bool | None = None
     log_retention_days: int | None = None
-    rate: float | None = None
+    rate: float | None = None  # OFF removes the throttle
     burst: int | None = None
-    quota: str | None = None
+    quota: str | None = None  # "none" removes it
     dry_run: bool = False
 
 
@@ -68,8 +81,10 @@ class DeployResult:
     desired: Desired
     plan: Plan
     url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = None  # the key's value, only when this deploy created it
+    api_key_id: str | None = None
     lambda_version: str | None = None
+    base: Base | None = None  # what lambdaserve's image is built on (None: the user's image)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,22 +93,21 @@ class DeployResult:
 
 
 class Publisher(Protocol):
-    """Builds and pushes images: ``check`` before any write, then one call per image."""
-
-    def check(self, uris: list[str]) -> None: ...
+    """Builds and pushes images: one call per image, returning what the push answered."""
 
     def __call__(self, uri: str) -> dict[str, Any]: ...
 
 
 AWSFactory = Callable[[str | None, str | None], AWS]
-PublisherFactory = Callable[[AWS, dict[str, ImageContext], Reporter], Publisher]
+PublisherFactory = Callable[[AWS, Builder | None, dict[str, ImageContext], Reporter], Publisher]
 
 
-def default_publisher(builder: str | None) -> PublisherFactory:
-    def create(aws: AWS, contexts: dict[str, ImageContext], progress: Reporter) -> Publisher:
-        return ImagePublisher(aws, detect_builder(builder), contexts, progress)
-
-    return create
+def default_publisher(
+    aws: AWS, builder: Builder | None, contexts: dict[str, ImageContext], progress: Reporter
+) -> Publisher:
+    if builder is None:
+        raise LambdaserveError("An image must be built, and no builder was found.")
+    return ImagePublisher(aws, builder, contexts, progress)
 
 
 def recorded_region(store: Store, project: str) -> str | None:
@@ -123,46 +137,68 @@ def deploy(
     options: DeployOptions,
     progress: Reporter,
     aws_factory: AWSFactory = AWS,
-    publisher_factory: PublisherFactory | None = None,
+    publisher_factory: PublisherFactory = default_publisher,
+    builder_factory: BuilderFactory = detect_builder,
 ) -> DeployResult:
     check_api_stage(options.stage)
     project = project_name(options.project, store.root)
     aws = connect(store, project, options.region, options.profile, aws_factory)
     progress.step(f"Reading the account and what {project} has in {aws.region}")
     names = Names(project, aws.account(), aws.region)
-    contexts: dict[str, ImageContext] = {}
-    release = _release(store, names, options.model, options.version, options.image_uri, contexts)
+    release = _release(store, options.model, options.version)
     canary = None
     if options.canary_version is not None and options.canary_weight > 0:
-        canary = _release(store, names, options.model, options.canary_version, options.image_uri, contexts)
-    desired = Desired(
-        names=names, stage=options.stage, release=release, canary=canary, canary_weight=options.canary_weight
+        canary = _release(store, options.model, options.canary_version)
+    releases = [release] if canary is None else [release, canary]
+    keys = [names.bundle_key(r.model, r.sha256, r.suffix) for r in releases]
+    current = read_current(
+        aws, names, options.model, options.stage, keys, access_logs=options.access_logs is not False
     )
-    current = read_current(aws, desired)
-    desired = replace(
-        desired, function=_function_settings(options, current), plan=_plan_settings(options, current)
+    notes: list[str] = []
+    function = _function_settings(options, current, release, notes)
+    builders = Builders(options.builder, builder_factory)
+    # A dry run pulls nothing: the base keeps the pin recorded for it, or is named by its tag.
+    pinning = NoBuilders() if options.dry_run else builders
+    contexts: dict[str, ImageContext] = {}
+    base = _choose_images(
+        store, names, options, current, releases, function.architecture, pinning, contexts, notes, progress
+    )
+    release, canary = releases[0], (releases[1] if canary is not None else None)
+    current.image_tags = read_image_tags(aws, names, list(contexts))
+    desired = Desired(
+        names=names,
+        stage=options.stage,
+        release=release,
+        canary=canary,
+        canary_weight=options.canary_weight,
+        function=function,
+        plan=_plan_settings(options, current, notes),
+        access_logs=_access_logs(options, current),
+        build_tags=base.tags() if base is not None else {},
     )
     if desired.canary is not None and desired.function.provisioned_concurrency:
         # Lambda keeps no provisioned concurrency on an alias with routing weights.
         raise LambdaserveError(
             f"The stage {desired.stage} has provisioned concurrency, which AWS refuses beside a canary.",
             f"Remove it first (lambdaserve deploy {desired.model} --stage {desired.stage} "
-            "--provisioned-concurrency off), and set it again once the canary ends.",
+            "--provisioned-concurrency none), and set it again once the canary ends.",
         )
     plan = plan_deploy(desired, current)
-    result = DeployResult(desired=desired, plan=plan)
-    # An image that cannot be built (no builder, requirements without wheels for AWS's base
-    # image) is found before any call that writes; a dry run tells it as a note.
-    images = [step.uri for step in plan.steps if isinstance(step, PushImage)]
+    plan.notes[:0] = notes
+    result = DeployResult(desired=desired, plan=plan, base=base)
+    # A missing builder is found before any call that writes; a dry run tells it as a note.
     pusher: Publisher | None = None
-    if images:
-        try:
-            pusher = (publisher_factory or default_publisher(options.builder))(aws, contexts, progress)
-            pusher.check(images)
-        except LambdaserveError as exc:
+    if any(isinstance(step, PushImage) for step in plan.steps):
+        builder = builders.get()
+        if builder is None and builders.problem is not None:
             if not options.dry_run:
-                raise
-            plan.notes.append(f"The image cannot be built here: {exc.message} {exc.hint or ''}".strip())
+                raise builders.problem
+            problem = builders.problem
+            plan.notes.append(
+                f"The image cannot be built here: {problem.message} {problem.hint or ''}".strip()
+            )
+        else:
+            pusher = publisher_factory(aws, builder, contexts, progress)
     if options.dry_run:
         return result
     record = Deployment(
@@ -175,6 +211,7 @@ def deploy(
         canary_version=canary.version if canary else None,
         canary_weight=options.canary_weight if canary else 0.0,
         image=release.image_uri,
+        base=json.dumps(base.tags(), sort_keys=True) if base is not None else None,
         status="deployed",
     )
     try:
@@ -187,14 +224,7 @@ def deploy(
     return result
 
 
-def _release(
-    store: Store,
-    names: Names,
-    model: str,
-    version: int | None,
-    image_uri: str | None,
-    contexts: dict[str, ImageContext],
-) -> Release:
+def _release(store: Store, model: str, version: int | None) -> Release:
     if model not in store.models():
         raise LambdaserveError(
             f"There is no model {model!r} in {store.root}.",
@@ -202,52 +232,103 @@ def _release(
         )
     records = store.versions(model)
     record = records[-1] if version is None else store.version(model, version)
-    release = Release.from_version(record, store.model_path(record))
-    if image_uri:
-        return replace(release, image_uri=image_uri)
-    context = release.image_context()
-    uri = names.image_uri(image_tag(context))
-    contexts[uri] = context
-    return replace(release, image_uri=uri)
+    return Release.from_version(record, store.model_path(record))
 
 
-def _function_settings(options: DeployOptions, current: Current) -> FunctionSettings:
+def _function_settings(
+    options: DeployOptions, current: Current, release: Release, notes: list[str]
+) -> FunctionSettings:
+    """The flags, else what is deployed, else (for a new function) the defaults."""
     function = current.function
-
-    def pick(flag: int | None, deployed: int | None, default: int | None) -> int | None:
-        if flag == OFF:
-            return None
-        if flag is not None:
-            return flag
-        return deployed if function is not None else default
-
+    measured = release.measured_memory_mb
+    if options.memory_mb is not None:
+        memory = options.memory_mb
+        if measured and memory < measured:
+            notes.append(
+                f"--memory {memory} is below the {measured} MB that INIT and a prediction used when the "
+                "model was packaged: Lambda may stop the function (Runtime.OutOfMemory)."
+            )
+    elif function is not None:
+        memory = function.memory_mb
+    else:
+        memory = recommended_memory(measured)
+        notes.append(
+            f"Memory {memory} MB: 1.5x the {measured} MB measured when the model was packaged "
+            "(--memory to set)."
+            if measured
+            else f"Memory {memory} MB: the model was packaged before lambdaserve measured its memory "
+            "(--memory to set)."
+        )
+    if options.reserved_concurrency is not None:
+        reserved = None if options.reserved_concurrency == OFF else options.reserved_concurrency
+    elif function is not None:
+        reserved = function.reserved_concurrency
+    else:
+        reserved = _default_reserved(current, notes)
+    provisioned = options.provisioned_concurrency
+    if provisioned is None:
+        provisioned = function.provisioned_concurrency if function else None
+    elif provisioned == OFF:
+        provisioned = None
     retention = (current.log_group or {}).get("retentionInDays")
     return FunctionSettings(
-        memory_mb=options.memory_mb or (function.memory_mb if function else DEFAULT_MEMORY_MB),
+        memory_mb=memory,
         timeout_s=options.timeout_s or (function.timeout_s if function else DEFAULT_TIMEOUT_S),
-        reserved_concurrency=pick(
-            options.reserved_concurrency, function.reserved_concurrency if function else None, None
-        ),
-        provisioned_concurrency=pick(
-            options.provisioned_concurrency, function.provisioned_concurrency if function else None, None
-        ),
+        reserved_concurrency=reserved,
+        provisioned_concurrency=provisioned,
         keep_warm=options.keep_warm if options.keep_warm is not None else current.keep_warm_rule is not None,
         log_retention_days=options.log_retention_days or retention or DEFAULT_LOG_RETENTION_DAYS,
+        architecture=options.arch or (function.architecture if function else "x86_64"),
     )
 
 
-def _plan_settings(options: DeployOptions, current: Current) -> UsagePlanSettings:
-    deployed = current.usage_plan or {}
-    throttle, quota = deployed.get("throttle") or {}, deployed.get("quota") or {}
+def _default_reserved(current: Current, notes: list[str]) -> int | None:
+    """A new function's reserved concurrency: 10, where the account has room for it."""
+    unreserved = current.unreserved_concurrency
+    if unreserved is not None and unreserved - DEFAULT_RESERVED_CONCURRENCY < MIN_UNRESERVED_CONCURRENCY:
+        notes.append(
+            f"No reserved concurrency: the account has {unreserved} unreserved executions, and Lambda keeps "
+            f"{MIN_UNRESERVED_CONCURRENCY} unreserved (ask AWS for a higher limit, then "
+            "--reserved-concurrency N)."
+        )
+        return None
+    notes.append(
+        f"Reserved concurrency {DEFAULT_RESERVED_CONCURRENCY}: at most {DEFAULT_RESERVED_CONCURRENCY} "
+        "executions at once, so no caller can take the account's whole Lambda concurrency "
+        "(--reserved-concurrency N, or none)."
+    )
+    return DEFAULT_RESERVED_CONCURRENCY
+
+
+def _plan_settings(options: DeployOptions, current: Current, notes: list[str]) -> UsagePlanSettings:
+    deployed = current.usage_plan
+    throttle, quota = (deployed or {}).get("throttle") or {}, (deployed or {}).get("quota") or {}
     if options.quota is not None:
-        quota_limit, quota_period = parse_quota(options.quota)
+        quota_limit, quota_period = parse_quota(None if options.quota.lower() == "none" else options.quota)
     else:
         quota_limit, quota_period = quota.get("limit"), quota.get("period")
+    if options.rate == OFF:
+        return UsagePlanSettings(quota_limit=quota_limit, quota_period=quota_period)
     rate = options.rate if options.rate is not None else throttle.get("rateLimit")
     burst = options.burst if options.burst is not None else throttle.get("burstLimit")
+    if options.rate is not None and burst is None:
+        burst = max(1, int(options.rate))  # as serve --rate and plans create do
+    if deployed is None and rate is None and burst is None:
+        rate, burst = DEFAULT_RATE, DEFAULT_BURST
+        notes.append(
+            f"A new stage: each key is throttled to {DEFAULT_RATE:g} requests/s, bursts of {DEFAULT_BURST} "
+            "(--rate and --burst to change, --rate none to lift)."
+        )
     if (rate is None) != (burst is None):
         raise LambdaserveError("A throttle needs both --rate and --burst.", "e.g. --rate 10 --burst 10")
     return UsagePlanSettings(rate=rate, burst=burst, quota_limit=quota_limit, quota_period=quota_period)
+
+
+def _access_logs(options: DeployOptions, current: Current) -> bool:
+    if options.access_logs is not None:
+        return options.access_logs
+    stage = current.api.stage if current.api else None
+    return bool((stage or {}).get("accessLogSettings"))
 
 
 def _fill_result(result: DeployResult, current: Current, aws: AWS) -> None:
@@ -256,9 +337,11 @@ def _fill_result(result: DeployResult, current: Current, aws: AWS) -> None:
     api_id = outputs["api"]["id"] if "api" in outputs else current.api.id if current.api else None
     result.url = names.endpoint(api_id, desired.stage, desired.model) if api_id else None
     if "key" in outputs:
+        # Shown once: later deploys print where to read it (lambdaserve keys show --remote STAGE).
         result.api_key = outputs["key"].get("value")
+        result.api_key_id = outputs["key"].get("id")
     elif current.api_key is not None:
-        result.api_key = current.api_key.get("value")
+        result.api_key_id = current.api_key.get("id")
     publish = outputs.get(f"publish-{desired.release.version}")
     if publish is not None:
         result.lambda_version = publish["Version"]
@@ -267,3 +350,47 @@ def _fill_result(result: DeployResult, current: Current, aws: AWS) -> None:
             "lambda", "get_alias", FunctionName=names.function(desired.model), Name=desired.stage
         )
         result.lambda_version = alias.get("FunctionVersion") if alias else None
+
+
+def _choose_images(
+    store: Store,
+    names: Names,
+    options: DeployOptions,
+    current: Current,
+    releases: list[Release],
+    arch: str,
+    builders: Builders,
+    contexts: dict[str, ImageContext],
+    notes: list[str],
+    progress: Reporter,
+) -> Base | None:
+    """Give each release its image URI; return the base lambdaserve's image is built on (None: user's)."""
+    deployed = current.function.image_uri if current.function else ""
+    user_image = options.image_uri
+    if not user_image and not options.build and deployed and not deployed.startswith(names.image_uri("")):
+        user_image = deployed
+        notes.append(f"The function runs your image {deployed}: kept (--build goes back to lambdaserve's).")
+    if user_image:
+        releases[:] = [replace(r, image_uri=user_image) for r in releases]
+        return None
+    tags = current.function.tags if current.function else {}
+    chosen: Base | None = None
+    for index, release in enumerate(releases):
+        image = built_image(
+            store,
+            names,
+            release,
+            arch=arch,
+            python=options.python,
+            function_tags=tags,
+            refresh_base=options.refresh_base,
+            builders=builders,
+            notes=notes,
+            progress=progress,
+        )
+        contexts[image.uri] = image.context
+        releases[index] = replace(release, image_uri=image.uri)
+        chosen = chosen or image.base
+    if chosen is not None:
+        notes.insert(0, f"Base image: {chosen.describe()}. Why: {chosen.why()}.")
+    return chosen

@@ -28,9 +28,15 @@ def function_arn(names: Names, model: str) -> str:
 
 def version_description(desired: Desired, release: Release, role_arn: str) -> str:
     """Names the model version and the settings a published Lambda version froze."""
-    settings = json.dumps(
-        [release.image_uri, role_arn, desired.function.memory_mb, desired.function.timeout_s], sort_keys=True
-    )
+    frozen: list[object] = [
+        release.image_uri,
+        role_arn,
+        desired.function.memory_mb,
+        desired.function.timeout_s,
+    ]
+    if desired.function.architecture != "x86_64":  # x86_64 went unnamed before arm64 was offered
+        frozen.append(desired.function.architecture)
+    settings = json.dumps(frozen, sort_keys=True)
     return f"{release.description()} config:{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
@@ -47,6 +53,7 @@ def plan_function(
     if state is not None:
         latest = {
             "image": state.image_uri,
+            "architecture": state.architecture,
             "role": state.role,
             "memory": state.memory_mb,
             "timeout": state.timeout_s,
@@ -73,11 +80,12 @@ def plan_function(
                         "MemorySize": settings.memory_mb,
                         "Timeout": settings.timeout_s,
                         "Environment": {"Variables": environment},
-                        "Architectures": ["x86_64"],
+                        "Architectures": [settings.architecture],
                         "Description": f"lambdaserve model {model}",
-                        "Tags": names.tags(model),
+                        "Tags": desired.function_tags(),
                     },
-                    f"Create the function {name} ({settings.memory_mb} MB, {settings.timeout_s} s)",
+                    f"Create the function {name} ({settings.memory_mb} MB, {settings.timeout_s} s, "
+                    f"{settings.architecture})",
                 )
             )
             plan.add(
@@ -89,13 +97,18 @@ def plan_function(
                 )
             )
         else:
-            if latest["image"] != release.image_uri:
+            if (latest["image"], latest["architecture"]) != (release.image_uri, settings.architecture):
                 plan.add(
                     Call(
                         "lambda",
                         "update_function_code",
-                        {"FunctionName": name, "ImageUri": release.image_uri},
-                        f"Point the function at the image {release.image_uri.rsplit(':', 1)[-1]}",
+                        {
+                            "FunctionName": name,
+                            "ImageUri": release.image_uri,
+                            "Architectures": [settings.architecture],
+                        },
+                        f"Point the function at the image {release.image_uri.rsplit(':', 1)[-1]} "
+                        f"({settings.architecture})",
                     )
                 )
                 plan.add(Wait("lambda", "function_updated_v2", {"FunctionName": name}, "Wait for the update"))
@@ -118,6 +131,7 @@ def plan_function(
                 plan.add(Wait("lambda", "function_updated_v2", {"FunctionName": name}, "Wait for the update"))
         latest = {
             "image": release.image_uri,
+            "architecture": settings.architecture,
             "role": role_arn,
             "memory": settings.memory_mb,
             "timeout": settings.timeout_s,
@@ -134,6 +148,16 @@ def plan_function(
             )
         )
         versions[release.version] = Ref(output, ("Version",))
+    wanted_tags = desired.function_tags()
+    if state is not None and any(state.tags.get(k) != v for k, v in wanted_tags.items()):
+        plan.add(
+            Call(
+                "lambda",
+                "tag_resource",
+                {"Resource": function_arn(names, model), "Tags": wanted_tags},
+                "Tag the function (project, model, and the base image its image was built on)",
+            )
+        )
     reserved = settings.reserved_concurrency
     current_reserved = state.reserved_concurrency if state else None
     if reserved != current_reserved:

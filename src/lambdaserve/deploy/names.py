@@ -1,8 +1,9 @@
 """What every AWS resource of a project is called, and the tags that find them again.
 
-One project is one REST API, one S3 bucket, one ECR repository; each model adds a
-function, its role, its log group and its resources in the API; each stage of a model is
-a Lambda alias, an API stage, a usage plan and an API key. Names are derived, never
+One project is one S3 bucket and one ECR repository; each model adds a function, its role
+and its log group; each stage is a REST API of its own (holding the routes of the models
+deployed to that stage), a usage plan and an API key; each model's stage is a Lambda alias
+and the model's routes in the stage's API. Names are derived, never
 stored: a rerun from another machine finds the same resources. AWS limits names (64
 characters for functions and roles, 63 for buckets); a name that would not fit keeps a
 readable prefix and ends with a hash of the whole, so two long names never collide.
@@ -23,6 +24,9 @@ from lambdaserve.errors import LambdaserveError
 
 TAG_PROJECT = "lambdaserve:project"
 TAG_MODEL = "lambdaserve:model"
+TAG_STAGE = "lambdaserve:stage"
+# API Gateway writes every API's logs of an account and region with one role set on the account.
+APIGATEWAY_LOGS_ROLE = "lambdaserve-apigateway-cloudwatch"
 # API Gateway stage names take letters, digits and underscores only (no '-', unlike the
 # local gateway's stages and Lambda's aliases).
 _API_STAGE = re.compile(r"[a-zA-Z0-9_]{1,128}")
@@ -80,9 +84,17 @@ class Names:
     def repository(self) -> str:
         return f"lambdaserve-{self.project}"
 
+    def rest_api(self, stage: str) -> str:
+        """The stage's own REST API: it holds the routes of the models deployed to the stage."""
+        return f"lambdaserve-{self.project}-{stage}"
+
     @property
-    def rest_api(self) -> str:
+    def legacy_rest_api(self) -> str:
+        """The one REST API per project that lambdaserve made before APIs were per stage."""
         return f"lambdaserve-{self.project}"
+
+    def access_log_group(self, stage: str) -> str:
+        return f"/aws/apigateway/lambdaserve-{self.project}/{stage}"
 
     def function(self, model: str) -> str:
         return fit(f"{self.project}-{model}", 64)
@@ -92,6 +104,9 @@ class Names:
 
     def role_policy(self) -> str:
         return "read-model-bundles"
+
+    def log_policy(self) -> str:
+        return "write-own-logs"
 
     def log_group(self, model: str) -> str:
         return f"/aws/lambda/{self.function(model)}"
@@ -118,8 +133,10 @@ class Names:
     def endpoint(self, api_id: str, stage: str, model: str) -> str:
         return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{stage}/{model}/predict"
 
-    def tags(self, model: str | None = None) -> dict[str, str]:
+    def tags(self, model: str | None = None, stage: str | None = None) -> dict[str, str]:
         tags = {TAG_PROJECT: self.project}
         if model is not None:
             tags[TAG_MODEL] = model
+        if stage is not None:
+            tags[TAG_STAGE] = stage
         return tags

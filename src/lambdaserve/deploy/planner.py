@@ -16,7 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdaserve.deploy.api_plan import integration_uri, plan_api, plan_permission, plan_usage_plan
+from lambdaserve.deploy.api_plan import (
+    access_log_arn,
+    integration_uri,
+    plan_api,
+    plan_legacy_move,
+    plan_permissions,
+    plan_usage_plan,
+)
 from lambdaserve.deploy.current import Current
 from lambdaserve.deploy.lambda_plan import (
     function_arn,
@@ -25,18 +32,36 @@ from lambdaserve.deploy.lambda_plan import (
     plan_keep_warm,
     version_description,
 )
-from lambdaserve.deploy.names import Names
+from lambdaserve.deploy.names import APIGATEWAY_LOGS_ROLE, Names
 from lambdaserve.deploy.plan import Call, Plan, PushImage, Ref, Wait
 from lambdaserve.deploy.spec import Desired
 
 # Re-exported: the planner is where callers (and the CloudFormation export) look for these.
-__all__ = ["function_arn", "integration_uri", "plan_deploy", "read_policy", "version_description"]
+__all__ = [
+    "access_log_arn",
+    "function_arn",
+    "integration_uri",
+    "log_policy",
+    "plan_deploy",
+    "read_policy",
+    "repository_policy",
+    "version_description",
+]
 
+# Earlier lambdaserve versions attached this; its logs:* on every log group is more than a function needs.
 BASIC_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+APIGATEWAY_LOGS_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+UNTAGGED_IMAGE_DAYS = 14
 TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+APIGATEWAY_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ],
 }
 
@@ -52,9 +77,11 @@ def plan_deploy(desired: Desired, current: Current) -> Plan:
     versions = plan_function(plan, desired, current, role_arn, object_versions)
     plan_alias(plan, desired, current, versions)
     plan_keep_warm(plan, desired, current)
+    _plan_access_logs(plan, desired, current)
     api_id = plan_api(plan, desired, current)
-    plan_permission(plan, desired, current, api_id)
+    plan_permissions(plan, desired, current, api_id)
     plan_usage_plan(plan, desired, current, api_id)
+    plan_legacy_move(plan, desired, current)
     return plan
 
 
@@ -139,10 +166,14 @@ def _plan_bundles(plan: Plan, desired: Desired, current: Current) -> dict[int, s
 
 def _plan_image(plan: Plan, desired: Desired, current: Current) -> None:
     names = desired.names
-    if not any(r.image_uri.startswith(names.image_uri("")) for r in desired.releases()):
-        plan.notes.append(f"The image {desired.image_uri} is yours (--image-uri): it is used as it is.")
+    ours = [r.image_uri for r in desired.releases() if r.image_uri.startswith(names.image_uri(""))]
+    for uri in dict.fromkeys(r.image_uri for r in desired.releases()):
+        if uri not in ours:
+            plan.notes.append(f"The image {uri} is yours (--image-uri): it is used as it is.")
+    if not ours:
         return
-    if current.repository is None:
+    repository = current.repository
+    if repository is None:
         plan.add(
             Call(
                 "ecr",
@@ -157,7 +188,7 @@ def _plan_image(plan: Plan, desired: Desired, current: Current) -> None:
                 f"Create the ECR repository {names.repository} (scan on push)",
             )
         )
-    elif not current.repository.get("imageScanningConfiguration", {}).get("scanOnPush"):
+    elif not repository.scan_on_push:
         plan.add(
             Call(
                 "ecr",
@@ -166,14 +197,68 @@ def _plan_image(plan: Plan, desired: Desired, current: Current) -> None:
                 "Turn on scan on push",
             )
         )
-    for uri in dict.fromkeys(r.image_uri for r in desired.releases()):
+    policy = repository_policy(names)
+    if repository is None or repository.policy != policy:
+        plan.add(
+            Call(
+                "ecr",
+                "set_repository_policy",
+                {"repositoryName": names.repository, "policyText": json.dumps(policy)},
+                "Let the project's functions (and only they) pull from the repository",
+            )
+        )
+    lifecycle = lifecycle_policy()
+    if repository is None or repository.lifecycle != lifecycle:
+        plan.add(
+            Call(
+                "ecr",
+                "put_lifecycle_policy",
+                {"repositoryName": names.repository, "lifecyclePolicyText": json.dumps(lifecycle)},
+                f"Expire untagged images after {UNTAGGED_IMAGE_DAYS} days",
+            )
+        )
+    for uri in dict.fromkeys(ours):
         tag = uri.rsplit(":", 1)[-1]
-        if not uri.startswith(names.image_uri("")):
-            plan.notes.append(f"The image {uri} is yours (--image-uri): it is used as it is.")
-        elif tag in current.image_tags:
+        if tag in current.image_tags:
             plan.notes.append(f"The image {tag} is in ECR already: nothing to build.")
         else:
             plan.add(PushImage(uri, f"Build the image {tag} and push it to ECR"))
+
+
+def repository_policy(names: Names) -> dict[str, Any]:
+    """Lambda pulls the image with the service's own identity: the repository must allow it."""
+    functions = f"arn:aws:lambda:{names.region}:{names.account}:function:{names.project}-*"
+    return {"Version": "2012-10-17", "Statement": [lambda_pull_statement(functions)]}
+
+
+def lambda_pull_statement(functions: Any) -> dict[str, Any]:
+    """Lambda may pull the repository's images, for the functions ``functions`` matches only."""
+    return {
+        "Sid": "LambdaECRImageRetrievalPolicy",
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+        "Condition": {"StringLike": {"aws:sourceArn": functions}},
+    }
+
+
+def lifecycle_policy() -> dict[str, Any]:
+    """Tagged images are releases (rollback targets) and stay; untagged ones are leftovers."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "lambdaserve: untagged images are never served",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": UNTAGGED_IMAGE_DAYS,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
 
 
 def _plan_role(plan: Plan, desired: Desired, current: Current) -> str:
@@ -195,23 +280,31 @@ def _plan_role(plan: Plan, desired: Desired, current: Current) -> str:
             )
         )
         plan.add(Wait("iam", "role_exists", {"RoleName": role}, "Wait for the role"))
-    if BASIC_EXECUTION_POLICY not in current.role_managed_policies:
-        plan.add(
-            Call(
-                "iam",
-                "attach_role_policy",
-                {"RoleName": role, "PolicyArn": BASIC_EXECUTION_POLICY},
-                "Let the function write its logs (AWSLambdaBasicExecutionRole)",
+    for name, policy in (
+        (names.role_policy(), read_policy(names, model)),
+        (names.log_policy(), log_policy(names, model)),
+    ):
+        if current.role_inline_policies.get(name) != policy:
+            what = (
+                f"read s3://{names.bucket}/{names.bundle_prefix(model)}"
+                if name == names.role_policy()
+                else f"write to {names.log_group(model)}"
             )
-        )
-    policy = read_policy(names, model)
-    if current.role_inline_policy != policy:
+            plan.add(
+                Call(
+                    "iam",
+                    "put_role_policy",
+                    {"RoleName": role, "PolicyName": name, "PolicyDocument": json.dumps(policy)},
+                    f"Let the function {what} and nothing else",
+                )
+            )
+    if BASIC_EXECUTION_POLICY in current.role_managed_policies:
         plan.add(
             Call(
                 "iam",
-                "put_role_policy",
-                {"RoleName": role, "PolicyName": names.role_policy(), "PolicyDocument": json.dumps(policy)},
-                f"Let the function read s3://{names.bucket}/{names.bundle_prefix(model)} and nothing else",
+                "detach_role_policy",
+                {"RoleName": role, "PolicyArn": BASIC_EXECUTION_POLICY},
+                "Detach AWSLambdaBasicExecutionRole (logs on every group): the function writes only its own",
             )
         )
     return arn
@@ -230,27 +323,96 @@ def read_policy(names: Names, model: str) -> dict[str, Any]:
     }
 
 
+def log_policy(names: Names, model: str) -> dict[str, Any]:
+    """The function writes its own log group's streams and nothing else (the group is made by deploy)."""
+    group = f"arn:aws:logs:{names.region}:{names.account}:log-group:{names.log_group(model)}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"{group}:*", f"{group}:log-stream:*"],
+            }
+        ],
+    }
+
+
 def _plan_log_group(plan: Plan, desired: Desired, current: Current) -> None:
     names, model = desired.names, desired.model
-    group = names.log_group(model)
-    if current.log_group is None:
+    retention = desired.function.log_retention_days
+    plan_log_group(plan, names.log_group(model), names.tags(model), retention, current.log_group, "")
+
+
+def plan_log_group(
+    plan: Plan, group: str, tags: dict[str, str], retention: int, now: dict[str, Any] | None, what: str
+) -> None:
+    """A log group with its tags and retention; ``now`` is the group as AWS has it, if it does."""
+    if now is None:
         plan.add(
             Call(
                 "logs",
                 "create_log_group",
-                {"logGroupName": group, "tags": names.tags(model)},
-                f"Create the log group {group}",
+                {"logGroupName": group, "tags": tags},
+                f"Create the log group {group}{what}",
             )
         )
-    if (
-        current.log_group is None
-        or current.log_group.get("retentionInDays") != desired.function.log_retention_days
-    ):
+    if now is None or now.get("retentionInDays") != retention:
         plan.add(
             Call(
                 "logs",
                 "put_retention_policy",
-                {"logGroupName": group, "retentionInDays": desired.function.log_retention_days},
-                f"Keep logs {desired.function.log_retention_days} days",
+                {"logGroupName": group, "retentionInDays": retention},
+                f"Keep {group} {retention} days",
             )
         )
+
+
+def _plan_access_logs(plan: Plan, desired: Desired, current: Current) -> None:
+    """The stage's access log group, and API Gateway's account-wide role for writing to CloudWatch Logs."""
+    if not desired.access_logs:
+        return
+    names, stage = desired.names, desired.stage
+    retention = desired.function.log_retention_days
+    group, now = names.access_log_group(stage), current.access_log_group
+    plan_log_group(plan, group, names.tags(stage=stage), retention, now, " for the stage's access log")
+    if current.cloudwatch_role_arn:
+        return
+    # API Gateway writes every API's logs of the region with one role set on the account; it is
+    # shared by whatever else logs there, so it carries no project tag and destroy leaves it.
+    role_arn = f"arn:aws:iam::{names.account}:role/{APIGATEWAY_LOGS_ROLE}"
+    if current.apigateway_logs_role:
+        plan.add(apigateway_account_role(names, role_arn))
+        return
+    plan.add(
+        Call(
+            "iam",
+            "create_role",
+            {
+                "RoleName": APIGATEWAY_LOGS_ROLE,
+                "AssumeRolePolicyDocument": json.dumps(APIGATEWAY_TRUST_POLICY),
+                "Description": "lambdaserve: API Gateway writes access logs to CloudWatch Logs",
+                "Tags": [{"Key": "lambdaserve:shared", "Value": "true"}],
+            },
+            f"Create the IAM role {APIGATEWAY_LOGS_ROLE} for API Gateway's logs (account-wide)",
+        )
+    )
+    plan.add(
+        Call(
+            "iam",
+            "attach_role_policy",
+            {"RoleName": APIGATEWAY_LOGS_ROLE, "PolicyArn": APIGATEWAY_LOGS_POLICY},
+            "Let it write to CloudWatch Logs (AmazonAPIGatewayPushToCloudWatchLogs)",
+        )
+    )
+    plan.add(Wait("iam", "role_exists", {"RoleName": APIGATEWAY_LOGS_ROLE}, "Wait for the role"))
+    plan.add(apigateway_account_role(names, role_arn))
+
+
+def apigateway_account_role(names: Names, role_arn: str) -> Call:
+    return Call(
+        "apigateway",
+        "update_account",
+        {"patchOperations": [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role_arn}]},
+        f"Set API Gateway's CloudWatch Logs role of {names.region} (the account had none)",
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.image import Builder, ImageContext, build_image, check_wheels
+from lambdaserve.deploy.image import Builder, ImageContext, build_image
 from lambdaserve.deploy.plan import Reporter
 from lambdaserve.errors import LambdaserveError
 
@@ -32,19 +32,10 @@ class ImagePublisher:
         self.contexts = contexts
         self.progress = progress
 
-    def check(self, uris: list[str]) -> None:
-        """Refuse, before anything is written, images whose requirements AWS's base image can't install."""
-        for uri in uris:
-            check_wheels(self._context(uri), self.progress)
-
-    def _context(self, uri: str) -> ImageContext:
+    def __call__(self, uri: str) -> dict[str, Any]:
         context = self.contexts.get(uri)
         if context is None:
             raise LambdaserveError(f"No build context for the image {uri}.")
-        return context
-
-    def __call__(self, uri: str) -> dict[str, Any]:
-        context = self._context(uri)
         image_id = build_image(context, uri, self.builder, self.progress)
         digest = self.push(uri)
         return {"imageId": image_id, "imageDigest": digest}

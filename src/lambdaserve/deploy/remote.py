@@ -15,8 +15,16 @@ from dataclasses import replace
 from typing import Any
 
 from lambdaserve.deploy.awsclient import AWS
+from lambdaserve.deploy.base import (
+    TAG_BASE,
+    TAG_BASE_CREATED,
+    TAG_PYTHON_BUILD,
+    base_age_days,
+    choose_base,
+    deployed_python,
+)
 from lambdaserve.deploy.deployer import AWSFactory, DeployOptions, connect
-from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, Names, project_name
+from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, TAG_STAGE, Names, project_name
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import Deployment
 from lambdaserve.store.store import Store
@@ -29,20 +37,11 @@ def deployed(store: Store, project: str, model: str, stage: str) -> list[Deploym
     return [d for d in store.deployments(project, model) if d.stage == stage and d.status == "deployed"]
 
 
-def users_image(store: Store, project: str, model: str) -> str | None:
-    """The --image-uri of the model's last deploy, if it was one: promote and rollback keep it."""
-    for d in reversed(store.deployments(project, model)):
-        if d.status == "deployed" and d.image:
-            return None if f"/lambdaserve-{project}:" in d.image else d.image
-    return None
-
-
 def promote_options(
     store: Store, options: DeployOptions, version: int, canary_weight: float | None
 ) -> DeployOptions:
     """A deploy of ``version`` to the stage: alone, or as a canary beside what it serves now."""
     project = project_name(options.project, store.root)
-    options = replace(options, image_uri=options.image_uri or users_image(store, project, options.model))
     history = deployed(store, project, options.model, options.stage)
     if canary_weight is None:
         return replace(options, version=version, canary_version=None, canary_weight=0.0)
@@ -81,7 +80,6 @@ def rollback_options(store: Store, options: DeployOptions) -> DeployOptions:
     before = earlier[-1]
     return replace(
         options,
-        image_uri=options.image_uri or users_image(store, project, options.model),
         version=before.version,
         canary_version=before.canary_version,
         canary_weight=before.canary_weight,
@@ -92,12 +90,18 @@ def rollback_options(store: Store, options: DeployOptions) -> DeployOptions:
 def remote_status(
     store: Store, project: str | None, region: str | None, profile: str | None, factory: AWSFactory = AWS
 ) -> dict[str, Any]:
-    """What AWS runs for the project: per model, its stages, versions, image and URL."""
+    """What AWS runs for the project: per model, its stages, versions, image, base and URLs."""
     name = project_name(project, store.root)
     aws = connect(store, name, region, profile, factory)
     names = Names(name, aws.account(), aws.region)
-    api = next(
-        (a for a in aws.pages("apigateway", "get_rest_apis", "items") if a["name"] == names.rest_api), None
+    apis = [
+        a
+        for a in aws.pages("apigateway", "get_rest_apis", "items")
+        if a.get("tags", {}).get(TAG_PROJECT) == name
+    ]
+    by_stage = {a["tags"][TAG_STAGE]: a["id"] for a in apis if TAG_STAGE in a.get("tags", {})}
+    legacy = next(
+        (a["id"] for a in apis if a["name"] == names.legacy_rest_api and TAG_STAGE not in a["tags"]), None
     )
     models = []
     for function in aws.pages("lambda", "list_functions", "Functions"):
@@ -114,6 +118,7 @@ def remote_status(
         stages = []
         for alias in aws.pages("lambda", "list_aliases", "Aliases", FunctionName=function["FunctionName"]):
             weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+            api_id = by_stage.get(alias["Name"]) or legacy
             stages.append(
                 {
                     "stage": alias["Name"],
@@ -123,18 +128,27 @@ def remote_status(
                         {"lambda_version": v, "version": _model_version(versions.get(v)), "weight": w * 100}
                         for v, w in weights.items()
                     ],
-                    "url": names.endpoint(api["id"], alias["Name"], model) if api else None,
+                    "url": names.endpoint(api_id, alias["Name"], model) if api_id else None,
+                    "layout": "per-stage API" if alias["Name"] in by_stage else "one API per project (old)",
                 }
             )
         code = aws.call("lambda", "get_function", FunctionName=function["FunctionName"]).get("Code", {})
+        base = tags.get(TAG_BASE)
+        python = deployed_python(tags)
         models.append(
             {
                 "model": model,
                 "function": function["FunctionName"],
                 "memory_mb": function.get("MemorySize"),
                 "timeout_s": function.get("Timeout"),
+                "architecture": (function.get("Architectures") or ["x86_64"])[0],
                 "image": code.get("ImageUri"),
                 "image_digest": (code.get("ResolvedImageUri") or "").rpartition("@")[2] or None,
+                "base": base,
+                "base_created": tags.get(TAG_BASE_CREATED),
+                "base_age_days": base_age_days(tags.get(TAG_BASE_CREATED, "")),
+                "python_build": tags.get(TAG_PYTHON_BUILD),
+                "base_why": choose_base(python).why() if python else None,
                 "stages": sorted(stages, key=lambda s: s["stage"]),
             }
         )
@@ -142,9 +156,39 @@ def remote_status(
         "project": name,
         "region": aws.region,
         "account": names.account,
-        "api": api["id"] if api else None,
+        "apis": dict(sorted(by_stage.items())),
+        "legacy_api": legacy,
         "models": sorted(models, key=lambda m: m["model"]),
     }
+
+
+def remote_api_key(
+    store: Store,
+    project: str | None,
+    region: str | None,
+    profile: str | None,
+    stage: str,
+    factory: AWSFactory = AWS,
+) -> dict[str, Any]:
+    """The stage's API key on AWS, with its value (one read: apigateway GET /apikeys/{id})."""
+    name = project_name(project, store.root)
+    aws = connect(store, name, region, profile, factory)
+    names = Names(name, aws.account(), aws.region)
+    for key in aws.pages(
+        "apigateway", "get_api_keys", "items", nameQuery=names.api_key(stage), includeValues=True
+    ):
+        if key["name"] == names.api_key(stage) and key.get("tags", {}).get(TAG_PROJECT) == name:
+            return {
+                "stage": stage,
+                "id": key["id"],
+                "name": key["name"],
+                "value": key.get("value"),
+                "enabled": key.get("enabled"),
+            }
+    raise LambdaserveError(
+        f"The stage {stage!r} of project {name} has no API key in {aws.region}.",
+        f"Deploy a model to it first: lambdaserve deploy MODEL --stage {stage}",
+    )
 
 
 def _model_version(version: dict[str, Any] | None) -> int | None:

@@ -6,22 +6,42 @@ writes out. Plain values only: nothing here talks to AWS.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lambdaserve.deploy.image import ImageContext, image_context
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import ModelVersion
 
-DEFAULT_MEMORY_MB = 256  # the post's function, and Lambda's console default is 128
+DEFAULT_MEMORY_MB = 512  # when the bundle records no measurement (made before lambdaserve measured INIT)
+MIN_MEMORY_MB = 256
 DEFAULT_TIMEOUT_S = 10
 DEFAULT_LOG_RETENTION_DAYS = 30
+# A new stage's usage plan throttles each key, and a new function has a concurrency of its own:
+# without them one key (or a leaked one) could take every Lambda execution of the account.
+DEFAULT_RATE = 10.0  # requests per second, per key
+DEFAULT_BURST = 10
+DEFAULT_RESERVED_CONCURRENCY = 10
+# Lambda refuses a reservation that leaves fewer unreserved executions than this in the account.
+MIN_UNRESERVED_CONCURRENCY = 100
+ARCHITECTURES = ("x86_64", "arm64")
 KEEP_WARM_SCHEDULE = "rate(5 minutes)"
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)  # fmt: skip
+
+
+def recommended_memory(measured_mb: int | None) -> int:
+    """A new function's memory: what INIT and a first prediction used here, plus half again.
+
+    Rounded up to 64 MB, and never below 256 MB. Lambda gives CPU in proportion to memory,
+    so a tight setting also slows every invocation.
+    """
+    if not measured_mb:
+        return DEFAULT_MEMORY_MB
+    return max(MIN_MEMORY_MB, math.ceil(measured_mb * 1.5 / 64) * 64)
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,10 @@ class Release:
     has_proba: bool
     trusted_types: tuple[str, ...] = ()
     image_uri: str = ""  # the image its requirements need (set by the deployer)
+    measured_memory_mb: int | None = None  # Max Memory Used of INIT and a first prediction, when packaged
+    carries_code: bool = False  # code pickled by value: its bytecode needs the same Python minor version
+    created: str = ""  # when the bundle was made (ISO 8601): the lock resolves as of then
+    sample_input: Any = None  # the sample the model was checked with, for the printed curl line
 
     @classmethod
     def from_version(cls, record: ModelVersion, file: Path) -> Release:
@@ -54,18 +78,11 @@ class Release:
             requirements=tuple(manifest.get("requirements") or ()),
             has_proba=bool(manifest.get("has_proba")),
             trusted_types=tuple(manifest.get("trusted_types") or ()),
+            measured_memory_mb=manifest.get("max_memory_used_mb"),
+            carries_code=_carries_code(manifest.get("scan") or {}),
+            created=str(manifest.get("created") or record.created or ""),
+            sample_input=manifest.get("sample_input"),
         )
-
-    def image_context(self) -> ImageContext:
-        """What the image of this release's Python and pinned requirements is built from."""
-        if not self.python or not self.requirements:
-            raise LambdaserveError(
-                f"Version {self.version} of {self.model} records no Python or requirements to build "
-                "an image from.",
-                "Push the model again with this lambdaserve (it pins them), or use an image of your "
-                "own (deploy --image-uri; the exported template's ImageUri parameter).",
-            )
-        return image_context(list(self.requirements), self.python)
 
     def description(self) -> str:
         """The Lambda version's description: how a published version is matched to a local one."""
@@ -81,6 +98,11 @@ class Release:
         if self.trusted_types:
             variables["LAMBDASERVE_TRUSTED_TYPES"] = ",".join(self.trusted_types)
         return variables
+
+
+def _carries_code(scan: dict[str, Any]) -> bool:
+    by_value = scan.get("by_value") or {}
+    return bool(by_value.get("classes") or by_value.get("functions"))
 
 
 @dataclass(frozen=True)
@@ -111,8 +133,14 @@ class FunctionSettings:
     provisioned_concurrency: int | None = None
     keep_warm: bool = False
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    architecture: str = "x86_64"
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise LambdaserveError(
+                f"--arch {self.architecture} is not an architecture Lambda runs.",
+                "Use x86_64, or arm64 (Graviton: about 20% cheaper per GB-second).",
+            )
         if not 128 <= self.memory_mb <= 10240:
             raise LambdaserveError(
                 f"--memory {self.memory_mb} is outside Lambda's range.", "Give 128 to 10240 (MB)."
@@ -146,6 +174,8 @@ class Desired:
     plan: UsagePlanSettings = field(default_factory=UsagePlanSettings)
     canary: Release | None = None
     canary_weight: float = 0.0  # percent
+    access_logs: bool = False  # API Gateway's access log of the stage, in CloudWatch Logs
+    build_tags: dict[str, str] = field(default_factory=dict)  # the image's base, for status --remote
 
     @property
     def model(self) -> str:
@@ -154,6 +184,10 @@ class Desired:
     @property
     def image_uri(self) -> str:
         return self.release.image_uri
+
+    def function_tags(self) -> dict[str, str]:
+        """The function's tags: whose it is, and what its image was built from."""
+        return {**self.names.tags(self.model), **self.build_tags}
 
     @property
     def routes(self) -> tuple[str, ...]:

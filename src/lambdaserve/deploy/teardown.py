@@ -6,10 +6,12 @@ reading tags: the Resource Groups Tagging API would miss IAM roles and API Gatew
 and a name alone could match something lambdaserve did not make.
 
 Removing one model removes its function (with its versions, aliases, provisioned
-concurrency and permissions), role, log group, keep-warm rules, its routes in the API
-(the stages are redeployed without them) and its bundles in S3. When it was the last
-model, or with ``--all``, the project's API, usage plans, API keys, ECR repository and
-bucket (every object version) go as well.
+concurrency and permissions), role, log group, keep-warm rules, its routes in each stage's
+API (the stage is redeployed without them; a stage left with no model goes, with its API,
+usage plan and key) and its bundles in S3. When it was the last model, or with ``--all``,
+every stage's API, usage plan, key and access log, the ECR repository and the bucket (every
+object version) go as well. The project's one REST API of the old layout is handled the
+same way.
 """
 
 from __future__ import annotations
@@ -19,8 +21,29 @@ from typing import Any
 
 from lambdaserve.deploy.api_plan import stage_deployment
 from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, Names
+from lambdaserve.deploy.names import TAG_MODEL, TAG_PROJECT, TAG_STAGE, Names
 from lambdaserve.deploy.plan import Call, Plan
+
+
+@dataclass
+class APIFound:
+    """One of the project's REST APIs: a stage's own (``stage``), or the old layout's one (None)."""
+
+    id: str
+    name: str
+    stage: str | None
+    stages: list[str]  # the API's deployed stages
+    resources: list[dict[str, Any]]
+
+    @property
+    def models(self) -> set[str]:
+        return {r["pathPart"] for r in self.resources if r.get("pathPart") and r["path"].count("/") == 1}
+
+    def model_resources(self, model: str) -> list[tuple[str, str]]:
+        """(id, path) of the model's resources, deepest first."""
+        own = [r for r in self.resources if r["path"] == f"/{model}" or r["path"].startswith(f"/{model}/")]
+        own.sort(key=lambda r: -r["path"].count("/"))
+        return [(r["id"], r["path"]) for r in own]
 
 
 @dataclass
@@ -30,10 +53,9 @@ class Inventory:
     functions: list[dict[str, Any]] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     log_groups: list[str] = field(default_factory=list)
+    access_logs: dict[str, str] = field(default_factory=dict)  # stage -> its access log group
     rules: list[str] = field(default_factory=list)
-    api: dict[str, Any] | None = None
-    api_models: set[str] = field(default_factory=set)  # top-level resources of the API
-    api_stages: list[str] = field(default_factory=list)
+    apis: list[APIFound] = field(default_factory=list)
     usage_plans: list[dict[str, Any]] = field(default_factory=list)
     api_keys: list[dict[str, Any]] = field(default_factory=list)
     repository: str | None = None
@@ -67,46 +89,35 @@ def find_resources(aws: AWS, names: Names, model: str | None = None) -> Inventor
         tags = aws.call("logs", "list_tags_log_group", logGroupName=group["logGroupName"]).get("tags", {})
         if _ours(tags, project, model):
             found.log_groups.append(group["logGroupName"])
+    prefix = names.access_log_group("")
+    for group in aws.pages("logs", "describe_log_groups", "logGroups", logGroupNamePrefix=prefix):
+        tags = aws.call("logs", "list_tags_log_group", logGroupName=group["logGroupName"]).get("tags", {})
+        if _ours(tags, project, None) and TAG_STAGE in tags:
+            found.access_logs[tags[TAG_STAGE]] = group["logGroupName"]
     for rule in aws.pages("events", "list_rules", "Rules", NamePrefix=f"lambdaserve-{project}-"):
         listed = aws.call("events", "list_tags_for_resource", ResourceARN=rule["Arn"]).get("Tags", [])
         if _ours({t["Key"]: t["Value"] for t in listed}, project, model):
             found.rules.append(rule["Name"])
-    api = next(
-        (
-            a
-            for a in aws.pages("apigateway", "get_rest_apis", "items")
-            if a["name"] == names.rest_api and _ours(a.get("tags", {}), project, None)
-        ),
-        None,
-    )
-    if api is not None:
+    for api in aws.pages("apigateway", "get_rest_apis", "items"):
+        tags = api.get("tags", {})
+        stage = tags.get(TAG_STAGE)
+        wanted = names.rest_api(stage) if stage is not None else names.legacy_rest_api
+        if api["name"] != wanted or not _ours(tags, project, None):
+            continue
         resources = list(aws.pages("apigateway", "get_resources", "items", restApiId=api["id"]))
-        found.api_models = {
-            r["pathPart"] for r in resources if r.get("pathPart") and r["path"].count("/") == 1
-        }
-        if model is not None:
-            found.whole_project = found.whole_project and found.api_models <= {model}
-        if found.whole_project:
-            found.api = api
-        elif model in found.api_models:
-            # Deepest first: API Gateway removes children with their parent, but removing
-            # them first leaves nothing dangling anywhere (moto keeps orphans otherwise).
-            own = [r for r in resources if r["path"] == f"/{model}" or r["path"].startswith(f"/{model}/")]
-            own.sort(key=lambda r: -r["path"].count("/"))
-            found.api = {**api, "model_resources": [(r["id"], r["path"]) for r in own]}
-        stages = aws.call("apigateway", "get_stages", restApiId=api["id"])["item"]
-        found.api_stages = [s["stageName"] for s in stages]
+        stages = [s["stageName"] for s in aws.call("apigateway", "get_stages", restApiId=api["id"])["item"]]
+        found.apis.append(APIFound(api["id"], api["name"], stage, sorted(stages), resources))
+    if model is not None:
+        found.whole_project = found.whole_project and all(api.models <= {model} for api in found.apis)
+    found.usage_plans = [
+        p
+        for p in aws.pages("apigateway", "get_usage_plans", "items")
+        if _ours(p.get("tags", {}), project, None)
+    ]
+    found.api_keys = [
+        k for k in aws.pages("apigateway", "get_api_keys", "items") if _ours(k.get("tags", {}), project, None)
+    ]
     if found.whole_project:
-        found.usage_plans = [
-            p
-            for p in aws.pages("apigateway", "get_usage_plans", "items")
-            if _ours(p.get("tags", {}), project, None)
-        ]
-        found.api_keys = [
-            k
-            for k in aws.pages("apigateway", "get_api_keys", "items")
-            if _ours(k.get("tags", {}), project, None)
-        ]
         repositories = aws.find("ecr", "describe_repositories", repositoryNames=[names.repository])
         if repositories:
             arn = repositories["repositories"][0]["repositoryArn"]
@@ -132,26 +143,78 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
                 Call("events", "remove_targets", {"Rule": rule, "Ids": ids}, f"Remove the targets of {rule}")
             )
         plan.add(Call("events", "delete_rule", {"Name": rule}, f"Delete the rule {rule}"))
-    if found.api is not None and "model_resources" in found.api:
-        api_id = found.api["id"]
-        for resource_id, path in found.api["model_resources"]:
+    # APIs first: a stage whose API goes takes its usage plan and key with it.
+    gone_apis = [api for api in found.apis if whole or api.models <= {model}]
+    for api in found.apis:
+        if api in gone_apis or model not in api.models:
+            continue
+        for resource_id, path in api.model_resources(model or ""):
             plan.add(
                 Call(
                     "apigateway",
                     "delete_resource",
-                    {"restApiId": api_id, "resourceId": resource_id},
-                    f"Remove {path} from the API",
+                    {"restApiId": api.id, "resourceId": resource_id},
+                    f"Remove {path} from the API {api.name}",
                 )
             )
-        for stage in found.api_stages:
+        for stage in api.stages:
             plan.add(
                 stage_deployment(
-                    api_id,
+                    api.id,
                     stage,
                     f"lambdaserve: without {model}",
                     f"Redeploy the stage {stage} without /{model}",
                 )
             )
+    gone_ids = {api.id for api in gone_apis}
+    gone_keys: list[dict[str, Any]] = []
+    gone_stages = {api.stage for api in gone_apis if api.stage is not None}
+    for usage_plan in found.usage_plans:
+        stages = [(s["apiId"], s["stage"]) for s in usage_plan.get("apiStages", [])]
+        detached = [f"{api}:{stage}" for api, stage in stages if api in gone_ids]
+        goes = (
+            whole
+            or usage_plan.get("tags", {}).get(TAG_STAGE) in gone_stages
+            or (bool(stages) and len(detached) == len(stages))
+        )
+        if detached:
+            # API Gateway refuses to delete an API that a usage plan still names.
+            patch = [{"op": "remove", "path": "/apiStages", "value": value} for value in detached]
+            plan.add(
+                Call(
+                    "apigateway",
+                    "update_usage_plan",
+                    {"usagePlanId": usage_plan["id"], "patchOperations": patch},
+                    f"Detach the usage plan {usage_plan['name']} from the APIs that go",
+                )
+            )
+        if goes:
+            plan.add(
+                Call(
+                    "apigateway",
+                    "delete_usage_plan",
+                    {"usagePlanId": usage_plan["id"]},
+                    f"Delete the usage plan {usage_plan['name']}",
+                )
+            )
+            # The stage's key has the plan's name.
+            gone_keys.extend(key for key in found.api_keys if key["name"] == usage_plan["name"])
+    if whole:
+        gone_keys = found.api_keys
+    for key in gone_keys:
+        plan.add(
+            Call("apigateway", "delete_api_key", {"apiKey": key["id"]}, f"Delete the API key {key['name']}")
+        )
+    for api in gone_apis:
+        what = f"the stage {api.stage}" if api.stage else f"its stages {', '.join(api.stages) or '(none)'}"
+        plan.add(
+            Call(
+                "apigateway",
+                "delete_rest_api",
+                {"restApiId": api.id},
+                f"Delete the REST API {api.name} and {what}",
+            )
+        )
     for function in found.functions:
         plan.add(
             Call(
@@ -161,7 +224,10 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
                 f"Delete the function {function['name']} (its versions, aliases and permissions)",
             )
         )
-    for group in found.log_groups:
+    stage_logs = [
+        group for stage, group in sorted(found.access_logs.items()) if whole or stage in gone_stages
+    ]
+    for group in [*found.log_groups, *stage_logs]:
         plan.add(Call("logs", "delete_log_group", {"logGroupName": group}, f"Delete the log group {group}"))
     for role in found.roles:
         attached = aws.call("iam", "list_attached_role_policies", RoleName=role).get("AttachedPolicies", [])
@@ -184,52 +250,15 @@ def plan_teardown(aws: AWS, names: Names, found: Inventory, model: str | None) -
                 )
             )
         plan.add(Call("iam", "delete_role", {"RoleName": role}, f"Delete the role {role}"))
-    if whole:
-        for usage_plan in found.usage_plans:
-            stages = [f"{s['apiId']}:{s['stage']}" for s in usage_plan.get("apiStages", [])]
-            if stages:
-                # API Gateway refuses to delete an API that a usage plan still names.
-                patch = [{"op": "remove", "path": "/apiStages", "value": value} for value in stages]
-                plan.add(
-                    Call(
-                        "apigateway",
-                        "update_usage_plan",
-                        {"usagePlanId": usage_plan["id"], "patchOperations": patch},
-                        f"Detach the usage plan {usage_plan['name']} from its stages",
-                    )
-                )
-            plan.add(
-                Call(
-                    "apigateway",
-                    "delete_usage_plan",
-                    {"usagePlanId": usage_plan["id"]},
-                    f"Delete the usage plan {usage_plan['name']}",
-                )
+    if whole and found.repository:
+        plan.add(
+            Call(
+                "ecr",
+                "delete_repository",
+                {"repositoryName": found.repository, "force": True},
+                f"Delete the ECR repository {found.repository} and its images",
             )
-        for key in found.api_keys:
-            plan.add(
-                Call(
-                    "apigateway", "delete_api_key", {"apiKey": key["id"]}, f"Delete the API key {key['name']}"
-                )
-            )
-        if found.api is not None and "model_resources" not in found.api:
-            plan.add(
-                Call(
-                    "apigateway",
-                    "delete_rest_api",
-                    {"restApiId": found.api["id"]},
-                    f"Delete the REST API {found.api['name']} and its stages",
-                )
-            )
-        if found.repository:
-            plan.add(
-                Call(
-                    "ecr",
-                    "delete_repository",
-                    {"repositoryName": found.repository, "force": True},
-                    f"Delete the ECR repository {found.repository} and its images",
-                )
-            )
+        )
     if found.bucket:
         prefix = "" if whole else names.bundle_prefix(model or "")
         objects = [

@@ -93,6 +93,7 @@ class ExecutionEnvironment:
         self._logs: queue.Queue[str | None] = queue.Queue()
         self._readers: list[threading.Thread] = []
         self._init_logs: list[str] = []
+        self.init_memory_mb = 0  # Max Memory Used once INIT is done
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> float:
@@ -125,6 +126,7 @@ class ExecutionEnvironment:
             }
             raise InitFailed(error, logs)
         self.init_ms = float(message.get("initMs") or (time.perf_counter() - started) * 1000)
+        self.init_memory_mb = int(message.get("maxMemoryMB") or 0)
         self._init_logs = self._drain_logs(until="init")
         self._cold = True
         return self.init_ms

@@ -144,7 +144,7 @@ def main() -> int:
         return 1
     init_ms = (time.perf_counter() - started) * 1000
     _end_logs("init")
-    _send(protocol, {"type": "ready", "initMs": init_ms, "pid": os.getpid()})
+    _send(protocol, {"type": "ready", "initMs": init_ms, "pid": os.getpid(), "maxMemoryMB": max_memory_mb()})
 
     for line in sys.stdin:
         message = json.loads(line)

@@ -100,6 +100,7 @@ class Deployment:
     lambda_version: str | None = None
     url: str | None = None
     image: str | None = None
+    base: str | None = None  # the image's base pin, as the function's tags record it (JSON)
     message: str | None = None
     at: str = ""
     id: int | None = None

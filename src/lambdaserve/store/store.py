@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, region TEXT NOT NULL,
     account TEXT NOT NULL, model TEXT NOT NULL, stage TEXT NOT NULL, version INTEGER NOT NULL,
     canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0, lambda_version TEXT,
-    url TEXT, image TEXT, status TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
+    url TEXT, image TEXT, base TEXT, status TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (key_id, period_start));
@@ -89,6 +89,13 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added since a state directory was made: added in place, nothing is lost."""
+        have = {row["name"] for row in self.db.execute("PRAGMA table_info(deployments)")}
+        if "base" not in have:
+            self.db.execute("ALTER TABLE deployments ADD COLUMN base TEXT")
 
     def close(self) -> None:
         self.db.close()
