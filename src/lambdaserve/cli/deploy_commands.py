@@ -21,6 +21,7 @@ from lambdaserve.cli.output import handle_errors, out, print_json, progress
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.serve_command import STATE_OPTION
 from lambdaserve.deploy.awsclient import AWS
+from lambdaserve.deploy.base import TAG_BASE
 from lambdaserve.deploy.deployer import DeployOptions, DeployResult, connect, deploy
 from lambdaserve.deploy.names import Names, project_name
 from lambdaserve.deploy.plan import describe_step, execute
@@ -372,6 +373,7 @@ def status_command(
         "version",
         "region",
         "deployed",
+        "base image",
         "URL",
         title=f"On AWS (project {name}, as last deployed from here)",
         title_justify="left",
@@ -380,8 +382,17 @@ def status_command(
         version = f"{d.version}" + (
             f" + v{d.canary_version} at {d.canary_weight:g}%" if d.canary_version else ""
         )
-        aws.add_row(d.model, d.stage, version, d.region, d.at, d.url or "")
+        aws.add_row(d.model, d.stage, version, d.region, d.at, _base_text(d.base), d.url or "")
     out.print(aws)
+
+
+def _base_text(recorded: str | None) -> str:
+    """The recorded base, short: ``provided:al2023@sha256:0123456789ab``, or ``yours`` (--image-uri)."""
+    if not recorded:
+        return "yours (--image-uri)"
+    reference = json.loads(recorded).get(TAG_BASE, "")
+    image, _, digest = reference.rpartition("/")[2].partition("@")
+    return f"{image}@{digest[:19]}" if digest else image
 
 
 def _print_remote(data: dict[str, Any]) -> None:
