@@ -187,11 +187,15 @@ def test_a_model_needing_a_module_that_is_not_installed_says_which_and_how_to_fi
     (tmp_path / "lsfixture_models.py").unlink()
     # WHEN it is inspected, then invoked in this Python
     _, report, _ = run("inspect", str(path))
-    code, _, stderr = run("invoke", str(path), "--env", "local", "--data", '["x"]')
-    # THEN the report says the version is unknown and how to pin it, and the failure
-    # names the module, the package, and the way out
+    refused, _, refusal = run("invoke", str(path), "--env", "local", "--data", '["x"]')
+    code, _, stderr = run("invoke", str(path), "--env", "local", "--data", '["x"]', "--trust")
+    # THEN the report says the version is unknown and how to pin it; a class from a package
+    # lambdaserve does not know is refused unless trusted; trusted, the failure names the
+    # module, the package, and the way out
     assert "lsfixture_models" in report
     assert "--requirement lsfixture_models==VERSION" in report
+    assert refused == 1
+    assert "lsfixture_models.Model: not on the allow-list" in " ".join(refusal.split())
     assert code == 1
     assert "needs the module 'lsfixture_models'" in stderr
     assert "from lsfixture_models" in stderr

@@ -89,11 +89,19 @@ def test_builtins_that_run_code_are_flagged(func: Any) -> None:
     assert what_is_dangerous(data) == [f"builtins.{func.__name__}"]
 
 
-def test_harmless_builtins_are_imported_but_not_flagged() -> None:
+def test_builtins_models_are_made_of_are_admitted_and_others_refused_as_unknown() -> None:
+    # Sets, slices and complex numbers are data; len is harmless, but no model needs it: an
+    # allow-list admits what models are made of, not what merely looks harmless.
+    admitted = pickle.dumps(
+        [{1, 2}, frozenset({3}), slice(1, 5), complex(1, 2), bytearray(b"ab")], protocol=2
+    )
+    assert what_is_dangerous(admitted) == []
     data = pickle.dumps(Reduces(builtins.len, "four"))
-
     assert scan_bytes(data).imports == ["builtins.len"]
-    assert what_is_dangerous(data) == []
+    [finding] = scan_bytes(data).dangerous
+    assert finding.what == "builtins.len"
+    assert "not on the allow-list" in finding.reason
+    assert scan_bytes(data).refused_globals == ["builtins.len"]
 
 
 def test_a_module_named_again_through_the_memo_is_still_resolved() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import json
 import lzma
 import zipfile
@@ -25,6 +24,7 @@ from lambdaserve.bundle.pickle_scan import Finding, PickleScan, ScanError, scan_
 from lambdaserve.bundle.pins import Pin, current_python_version, pin_requirements
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.runtime.errors import ModelLoadError
+from lambdaserve.runtime.limits import CappedReader, TooLarge, check_zip, expansion_limit
 from lambdaserve.runtime.models import FORMAT_BY_SUFFIX, format_of
 from lambdaserve.runtime.source import sha256_of
 
@@ -58,6 +58,7 @@ class ModelReport:
     by_value_functions: list[str] = field(default_factory=list)
     by_value_imports: list[str] = field(default_factory=list)
     untrusted_types: list[str] = field(default_factory=list)
+    refused_globals: list[str] = field(default_factory=list)  # pickle globals not admitted
     recorded_versions: dict[str, str] = field(default_factory=dict)
     pins: list[Pin] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -71,6 +72,11 @@ class ModelReport:
     def needs_trust(self) -> bool:
         return bool(self.dangerous or self.untrusted_types)
 
+    @property
+    def trusted_on_trust(self) -> list[str]:
+        """What ``--trust`` admits at load: exactly the names the checks refused, nothing more."""
+        return [*self.untrusted_types, *self.refused_globals]
+
     def check_trust(self, trusted: bool) -> None:
         """Refuse a file that could take over the machine, unless the user said --trust."""
         if trusted or not self.needs_trust:
@@ -78,9 +84,11 @@ class ModelReport:
         if self.dangerous:
             items = "\n".join(f"  - {f.what}: {f.reason}" for f in self.dangerous)
             raise LambdaserveError(
-                f"Refusing {self.path.name}: loading it would run code that is not a model's.\n{items}",
+                f"Refusing {self.path.name}: it imports what lambdaserve's allow-list of model parts does "
+                f"not admit, or would run code while it loads.\n{items}",
                 "Nothing was loaded. If you made this file yourself and know why it does this, pass "
-                "--trust. Otherwise do not load it; ask for the model as skops or ONNX instead.",
+                "--trust (it admits exactly these names when the model loads). Otherwise do not load it; "
+                "ask for the model as skops or ONNX instead.",
             )
         raise LambdaserveError(
             f"Refusing {self.path.name}: this skops file builds types that skops does not trust by "
@@ -104,6 +112,7 @@ class ModelReport:
                 "imports": self.by_value_imports,
             },
             "untrusted_types": self.untrusted_types,
+            "refused_globals": self.refused_globals,
             "recorded_versions": self.recorded_versions,
             "requirements": self.requirements,
             "pins": [pin.to_dict() for pin in self.pins],
@@ -133,6 +142,7 @@ def inspect_model(path: Path, user_requirements: list[str] | None = None) -> Mod
         scan = _scan_pickle_file(path, fmt, report)
         report.imports = scan.imports
         report.dangerous = scan.dangerous
+        report.refused_globals = scan.refused_globals
         report.by_value_classes = scan.by_value_classes
         report.by_value_functions = scan.by_value_functions
         report.by_value_imports = scan.by_value_imports
@@ -169,6 +179,12 @@ def _scan_pickle_file(path: Path, fmt: str, report: ModelReport) -> PickleScan:
         try:
             stream, report.compression = _joblib_stream(raw, head, path)
             scan = scan_pickle(stream, joblib=True)
+        except TooLarge as exc:
+            raise LambdaserveError(f"Refusing {path.name}: {exc}.", "Nothing was loaded.") from None
+        except (zlib.error, OSError, EOFError, lzma.LZMAError) as exc:
+            raise LambdaserveError(
+                f"{path.name} looks {report.compression or 'compressed'} but does not decompress: {exc}."
+            ) from None
         except ScanError as exc:
             raise LambdaserveError(
                 f"Could not read {path.name} as a {fmt} file: {exc}.",
@@ -181,27 +197,57 @@ def _scan_pickle_file(path: Path, fmt: str, report: ModelReport) -> PickleScan:
 
 
 def _joblib_stream(raw: IO[bytes], head: bytes, path: Path) -> tuple[IO[bytes], str | None]:
+    """The file's pickle stream: itself, or decompressed as it is read, within its bound (limits.py)."""
     name = next((name for magic, name in _JOBLIB_COMPRESSION if head.startswith(magic)), None)
     if name is None:
         return raw, None
-    data = raw.read()
-    try:
-        if name == "zlib":
-            return io.BytesIO(zlib.decompress(data)), name
-        if name == "gzip":
-            return io.BytesIO(gzip.decompress(data)), name
-        if name == "bz2":
-            return io.BytesIO(bz2.decompress(data)), name
-        if name in ("xz", "lzma"):
-            return io.BytesIO(lzma.decompress(data)), name
-    except (zlib.error, OSError, EOFError, lzma.LZMAError) as exc:
+    # The decompressors read from raw, which the caller closes: nothing of theirs to close.
+    opened: Any
+    if name == "zlib":
+        opened = _ZlibReader(raw)
+    elif name == "gzip":
+        opened = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif name == "bz2":
+        opened = bz2.BZ2File(raw, mode="rb")
+    elif name in ("xz", "lzma"):
+        opened = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115
+    else:
         raise LambdaserveError(
-            f"{path.name} looks {name}-compressed but does not decompress: {exc}."
-        ) from None
-    raise LambdaserveError(
-        f"{path.name} is compressed with {name}, which lambdaserve cannot scan.",
-        "Save it again with joblib.dump(model, path, compress=3) (zlib) or without compression.",
-    )
+            f"{path.name} is compressed with {name}, which lambdaserve cannot scan.",
+            "Save it again with joblib.dump(model, path, compress=3) (zlib) or without compression.",
+        )
+    limit = expansion_limit(path.stat().st_size)
+    return CappedReader(opened, limit, path.name), name  # type: ignore[return-value]
+
+
+class _ZlibReader:
+    """joblib's zlib format (one raw zlib stream), decompressed piece by piece as it is read."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.inflate = zlib.decompressobj()
+        self.buffer = b""
+
+    def _fill(self, size: int) -> None:
+        while len(self.buffer) < size and not self.inflate.eof:
+            chunk = self.inflate.unconsumed_tail or self.raw.read(1 << 16)
+            if not chunk:
+                break
+            self.buffer += self.inflate.decompress(chunk, max(size - len(self.buffer), 1 << 16))
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size if size >= 0 else 1 << 62)
+        data, self.buffer = (self.buffer, b"") if size < 0 else (self.buffer[:size], self.buffer[size:])
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        line = b""
+        while not line.endswith(b"\n") and (size < 0 or len(line) < size):
+            piece = self.read(1)
+            if not piece:
+                break
+            line += piece
+        return line
 
 
 def _inspect_skops(path: Path, report: ModelReport) -> list[str]:
@@ -212,9 +258,12 @@ def _inspect_skops(path: Path, report: ModelReport) -> list[str]:
             "Reading .skops files needs skops.", "Install it: pip install 'lambdaserve[skops]'."
         ) from None
     try:
+        check_zip(path)  # before skops or this reads any entry whole
         with zipfile.ZipFile(path) as archive:
             schema = json.loads(archive.read("schema.json"))
         report.untrusted_types = list(skops.io.get_untrusted_types(file=path))
+    except TooLarge as exc:
+        raise LambdaserveError(f"Refusing {path.name}: {exc}.", "Nothing was loaded.") from None
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise LambdaserveError(f"{path.name} is not a skops file: {exc}.") from None
     types: dict[str, None] = {}

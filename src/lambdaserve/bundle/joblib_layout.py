@@ -39,8 +39,8 @@ def dtype_layout(dtype: Any) -> tuple[int, bool]:
     state = dtype.state if isinstance(dtype.state, tuple) else ()
     if not isinstance(descr, str) or not descr:
         raise ScanError("a joblib array with an unreadable dtype")
-    if len(state) > 4 and state[4] is not None:
-        raise ScanError("a joblib array of a structured dtype; these are not scanned")
+    if (len(state) > 4 and state[4] is not None) or (len(state) > 2 and state[2] is not None):
+        return _compound_layout(state)
     if descr[0] in "SUVa":
         elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
         if elsize <= 0:
@@ -50,6 +50,29 @@ def dtype_layout(dtype: Any) -> tuple[int, bool]:
     if not digits:
         raise ScanError(f"a joblib array of dtype {descr!r}, which the scan cannot size")
     return int(digits.group(1)), descr[0] == "O"
+
+
+def _compound_layout(state: tuple[Any, ...]) -> tuple[int, bool]:
+    """A structured dtype (fields: decision trees' nodes) or a sub-array dtype.
+
+    numpy's state holds the whole item's size (``elsize``), and the fields' or the
+    sub-array's own dtypes: the item holds objects if any of them does.
+    """
+    elsize = state[5] if len(state) > 5 else None
+    if not isinstance(elsize, int) or elsize <= 0:
+        raise ScanError("a joblib array of a structured dtype without its size")
+    parts: list[Any] = []
+    fields = state[4] if len(state) > 4 else None
+    if isinstance(fields, dict):
+        parts += [field[0] for field in fields.values() if isinstance(field, tuple) and field]
+    elif fields is not None:
+        raise ScanError("a joblib array of a structured dtype with unreadable fields")
+    subarray = state[2]
+    if isinstance(subarray, tuple) and subarray:
+        parts.append(subarray[0])
+    elif subarray is not None:
+        raise ScanError("a joblib array of a sub-array dtype that cannot be read")
+    return elsize, any(dtype_layout(part)[1] for part in parts)
 
 
 def skip_bytes(stream: IO[bytes], size: int) -> None:

@@ -7,7 +7,10 @@ and every call a ``Call``. Nothing is imported and nothing is called, so a hosti
 is harmless here. From that walk it reports:
 
 - every module and global the file imports when loaded;
-- the dangerous ones (process, file system, ``eval``/``exec``, ``getattr``, ...);
+- those not on the allow-list of what models are made of (``runtime/allowlist.py``),
+  saying why where the danger is known (process, file system, ``eval``/``exec``, ...),
+  functions called while the file loads that are not reconstructors, reconstructors
+  given arguments the load's guards refuse, and extension codes (``EXT``);
 - code pickled by value (cloudpickle's classes and functions from a notebook or a
   script): it is data here, but runs when the model is used;
 - library versions the file records (scikit-learn's ``_sklearn_version``).
@@ -25,7 +28,6 @@ not that the model's own code is benign.
 from __future__ import annotations
 
 import contextlib
-import copyreg
 import pickletools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,11 +35,12 @@ from typing import IO, Any
 
 from lambdaserve.bundle.joblib_layout import JOBLIB_ARRAY_WRAPPERS, dtype_layout, mentions_wrapper, skip_bytes
 from lambdaserve.bundle.pickle_values import OPAQUE, Call, Global, ScanError, global_key
-from lambdaserve.bundle.scan_rules import LOAD_TIME_HOOKS, VERSION_KEYS, Finding, dangerous_reason
+from lambdaserve.bundle.scan_rules import LOAD_TIME_HOOKS, VERSION_KEYS, Finding, call_finding, global_finding
 
 __all__ = ["Finding", "PickleScan", "ScanError", "scan_pickle"]
 
 CLOUDPICKLE = "cloudpickle.cloudpickle"
+CLOUDPICKLE_MODULES = (CLOUDPICKLE, "cloudpickle.cloudpickle_fast")
 _BIG_BYTES = 4096
 
 
@@ -52,6 +55,7 @@ class PickleScan:
     by_value_imports: list[str] = field(default_factory=list)
     recorded_versions: dict[str, list[str]] = field(default_factory=dict)
     joblib_arrays: int = 0
+    refused_globals: list[str] = field(default_factory=list)  # what --trust must admit at load
 
     @property
     def modules(self) -> list[str]:
@@ -179,8 +183,10 @@ class _Walker:
             else:
                 stack.append(self.imported(module, attr))
         elif name in ("EXT1", "EXT2", "EXT4"):
-            key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
-            stack.append(self.imported(*key) if key else OPAQUE)
+            # The load would look the code up in copyreg's registry (and its cache, which
+            # skips find_class): what it names is not in the file.
+            self.flag(f"an extension code ({name} {arg})", "the global it stands for is not in the file")
+            stack.append(OPAQUE)
         elif name == "INST":
             module, _, attr = arg.partition(" ")
             self._push(self.called(self.imported(module, attr), tuple(self.pop_mark())))
@@ -222,9 +228,11 @@ class _Walker:
         dotted = str(imported)
         if dotted not in self.scan.imports:
             self.scan.imports.append(dotted)
-        reason = dangerous_reason(module, name)
-        if reason:
-            self.flag(dotted, reason)
+        finding = global_finding(module, name)
+        if finding:
+            self.flag(finding.what, finding.reason)
+            if dotted not in self.scan.refused_globals:
+                self.scan.refused_globals.append(dotted)
         return imported
 
     def called(self, func: Any, args: Any) -> Call:
@@ -235,7 +243,11 @@ class _Walker:
             # this scan reads opcodes.
             raise ScanError("a joblib array wrapper built indirectly")
         args = args if isinstance(args, tuple) else ()
-        if isinstance(func, Global) and func.module == CLOUDPICKLE:
+        if isinstance(func, Global):
+            finding = call_finding(func.module, func.name) or _guarded_finding(func, args)
+            if finding:
+                self.flag(finding.what, finding.reason)
+        if isinstance(func, Global) and func.module in CLOUDPICKLE_MODULES:
             self._cloudpickle_call(func.name, args, call)
         elif isinstance(func, Call) and not _is_builtin_type(func):
             # Calling something the pickle itself built (a function made from pickled
@@ -347,9 +359,24 @@ def _set_item(target: Any, key: Any, value: Any) -> None:
             target[key] = value
 
 
+def _guarded_finding(func: Global, args: tuple[Any, ...]) -> Finding | None:
+    """The arguments the load's guards (runtime/allowlist.py GUARDED) refuse, found without loading."""
+    key = (func.module, func.name)
+    first = args[0] if args else None
+    if key == ("builtins", "bytearray") and args and not isinstance(first, (bytes, bytearray, str)):
+        return Finding("bytearray() of a size", "builds a buffer of any size while the file loads")
+    if key == ("_codecs", "encode") and (len(args) < 2 or args[1] not in ("latin1", "latin-1")):
+        return Finding("_codecs.encode() with a codec other than latin1", "decodes data while the file loads")
+    if func.name == "_reconstruct" and func.module.endswith(".multiarray"):
+        shape = args[1] if len(args) > 1 else None
+        if not (isinstance(shape, tuple) and any(dim == 0 for dim in shape)):
+            return Finding("numpy _reconstruct() of a size", "allocates an array while the file loads")
+    return None
+
+
 def _is_builtin_type(value: Call) -> bool:
     # cloudpickle's _builtin_type("CodeType") returns a type; calling it constructs data.
-    return global_key(value.func) == (CLOUDPICKLE, "_builtin_type")
+    return global_key(value.func) in {(m, "_builtin_type") for m in CLOUDPICKLE_MODULES}
 
 
 def _finish(scan: PickleScan) -> None:

@@ -99,7 +99,7 @@ def load_target(
         sha256=report.sha256,
         python=report.python,
         requirements=report.requirements,
-        trusted_types=report.untrusted_types if trust else [],
+        trusted_types=report.trusted_on_trust if trust else [],
         modules_by_distribution={p.name: list(p.modules) for p in report.pins},
         report=report,
     )

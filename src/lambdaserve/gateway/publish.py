@@ -151,7 +151,7 @@ async def _start_init_early(
         manifest={
             "requirements": report.requirements,
             "python": report.python,
-            "trusted_types": report.untrusted_types if trust else [],
+            "trusted_types": report.trusted_on_trust if trust else [],
         },
         created="",
     )

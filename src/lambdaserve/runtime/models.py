@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lambdaserve.runtime import instances as inst
+from lambdaserve.runtime.allowlist import RefusedGlobal, restricted_joblib_load, restricted_load
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError
+from lambdaserve.runtime.limits import TooLarge, check_zip
 
 FORMAT_BY_SUFFIX = {
     ".pkl": "pickle",
@@ -62,16 +63,27 @@ def load_model(path: Path, fmt: str, trusted_types: list[str] | None = None) -> 
 
 
 def _load_estimator(path: Path, fmt: str, trusted_types: list[str]) -> Any:
-    if fmt == "pickle":
-        with path.open("rb") as f:
-            return pickle.load(f)  # cloudpickle output is a standard pickle stream
-    if fmt == "joblib":
-        import joblib
-
-        return joblib.load(path)
+    # Pickles and joblib files load with the allow-list the scan applied (allowlist.py):
+    # a global the scan missed is refused here, before anything of it runs.
+    try:
+        if fmt == "pickle":
+            with path.open("rb") as f:
+                return restricted_load(f, trusted_types)  # cloudpickle output is a standard pickle
+        if fmt == "joblib":
+            return restricted_joblib_load(path, trusted_types)
+    except RefusedGlobal as refused:
+        raise ModelLoadError(
+            f"{path.name} imports {refused.module}.{refused.name}, which lambdaserve's allow-list refuses "
+            f"({refused.why}). Nothing of it ran. Package the model again: lambdaserve refuses such a file "
+            "unless it is trusted (--trust, only for a file you made yourself)."
+        ) from None
     if fmt == "skops":
         import skops.io
 
+        try:
+            check_zip(path)  # before skops reads any entry whole
+        except TooLarge as exc:
+            raise ModelLoadError(str(exc)) from None
         return skops.io.load(path, trusted=trusted_types)
     raise ModelLoadError(f"Unknown model format {fmt!r}.")
 
