@@ -37,6 +37,7 @@ from lambdaserve.gateway.errors import (
     Forbidden,
     FunctionThrottled,
     GatewayError,
+    HeadersTooLarge,
     MissingAuthenticationToken,
     RequestTooLong,
 )
@@ -53,6 +54,15 @@ from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
 from lambdaserve.store.store import hash_key
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_HEADER_BYTES = 10240  # API Gateway's limit on the request line and header values together
+
+
+def header_size(request: Request) -> int:
+    """The request line and header values, as API Gateway counts them against its 10 KB."""
+    query = sum(len(k) + len(v) + 2 for k, values in request.query.items() for v in values)
+    return len(request.method) + len(request.path) + query + sum(len(v) for v in request.headers.values())
+
+
 ROUTES = ("predict", "predict_proba")
 UNUSED_FUNCTION_S = 60.0
 
@@ -223,9 +233,47 @@ class Gateway:
         self.metrics.request(model, stage, version, response.status, time.perf_counter() - started)
         return response
 
+    def refuse_early(self, request: Request, declared_length: int | None) -> Response | None:
+        """The answer decided before the body is read, if there is one.
+
+        An unknown route (403 Missing Authentication Token), request headers over API Gateway's
+        10 KB, a body declared over its 10 MB (413 Request Too Long) and a missing or unknown
+        API key (403 Forbidden) are answered without reading a byte of the body, so a large
+        body costs neither memory nor credentials. The same checks run again in ``handle``.
+        """
+        request_id = str(uuid.uuid4())
+        labels = ["", ""]
+        try:
+            stage, name, _route, _resource = self._route(request)
+            labels[:] = [name, stage]
+            if header_size(request) > MAX_HEADER_BYTES:
+                raise HeadersTooLarge()
+            if declared_length is not None and declared_length > MAX_BODY_BYTES:
+                raise RequestTooLong()
+            self._authenticate(request)
+        except GatewayError as exc:
+            return self._refused(exc, request_id, *labels)
+        return None
+
+    def too_long(self, request: Request) -> Response:
+        """413 for a body that went over the limit while it streamed in (chunked, or undeclared)."""
+        labels = ["", ""]
+        with contextlib.suppress(GatewayError):
+            stage, name, _route, _resource = self._route(request)
+            labels = [name, stage]
+        return self._refused(RequestTooLong(), str(uuid.uuid4()), *labels)
+
+    def _refused(self, exc: GatewayError, request_id: str, name: str, stage: str) -> Response:
+        response = error_response(exc)
+        response.headers["x-amzn-RequestId"] = request_id
+        self.metrics.request(name, stage, "", response.status, 0.0)
+        return response
+
     async def _handle(self, request: Request, request_id: str, labels: list[str]) -> Response:
         stage, name, route, resource = self._route(request)
         labels[:2] = [name, stage]
+        if header_size(request) > MAX_HEADER_BYTES:
+            raise HeadersTooLarge()
         if len(request.body) > MAX_BODY_BYTES:
             raise RequestTooLong()
         key = self._authenticate(request)

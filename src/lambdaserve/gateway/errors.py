@@ -57,6 +57,18 @@ class RequestTooLong(GatewayError):
     error_type = None
 
 
+class HeadersTooLarge(GatewayError):
+    """The request line and headers over API Gateway's 10,240 bytes.
+
+    AWS documents the limit, not its answer; lambdaserve answers HTTP's 431 (not confirmed
+    against AWS: see docs/emulation.md).
+    """
+
+    status = 431
+    message = "Request Header Fields Too Large"
+    error_type = None
+
+
 class BadGateway(GatewayError):
     """The function failed: a crash, an unhandled error, a malformed response, a kill."""
 

@@ -26,6 +26,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
 from lambdaserve.gateway.core import Gateway
+from lambdaserve.gateway.http import Response as HTTPResponse
 from lambdaserve.runtime.apigw import ACCOUNT_ID
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 
@@ -38,6 +39,19 @@ def _error(status: int, error_type: str, message: str, request_id: str, **extra:
         status_code=status,
         media_type="application/json",
         headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": request_id},
+    )
+
+
+def payload_too_large(limit: int) -> HTTPResponse:
+    """Lambda's answer to a payload over its 6 MB, as the gateway's front sends it before reading it."""
+    body = {
+        "Type": "User",
+        "message": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+    }
+    return HTTPResponse(
+        413,
+        {"Content-Type": "application/json", "x-amzn-ErrorType": "RequestEntityTooLargeException"},
+        json.dumps(body).encode(),
     )
 
 
