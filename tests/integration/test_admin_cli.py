@@ -328,7 +328,8 @@ def test_plans_create_and_list_show_throttle_quota_and_keys(tmp_path: Path) -> N
     [
         (["--quota", "100/YEAR"], "'100/YEAR' is not a quota."),
         (["--quota", "many/DAY"], "'many/DAY' is not a quota."),
-        (["--quota", "0/DAY"], "A quota is a positive count"),
+        (["--quota", "0/DAY"], "a quota counts from 1 to 2147483647 requests per period"),
+        (["--quota", "99999999999999999999999/DAY"], "a quota counts from 1 to 2147483647"),
         (["--burst", "5"], "A throttle needs both --rate and --burst."),
     ],
 )

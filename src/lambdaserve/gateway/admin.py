@@ -25,7 +25,6 @@ Admin API:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,6 +34,7 @@ from starlette.routing import Route
 
 from lambdaserve import __version__
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.gateway import fields
 from lambdaserve.gateway.console import console_routes
 from lambdaserve.gateway.core import Gateway
 from lambdaserve.gateway.invoke_api import invoke_function
@@ -79,7 +79,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
                 return JSONResponse(exc.body(), status_code=exc.status)
             except LambdaserveError as exc:
                 return JSONResponse({"message": exc.message, "hint": exc.hint}, status_code=400)
-            except (KeyError, ValueError, TypeError) as exc:  # a field missing or of the wrong type
+            except (KeyError, ValueError, TypeError, OverflowError) as exc:  # a field missing or wrong
                 return JSONResponse({"message": f"Bad request: {exc!s}"}, status_code=400)
 
         return wrapper
@@ -87,7 +87,9 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     async def body(request: HTTPRequest) -> dict[str, Any]:
         try:
             data = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except RecursionError:
+            raise LambdaserveError("The request body nests too deeply.") from None
+        except (ValueError, UnicodeDecodeError):  # not JSON, or a number of thousands of digits
             raise LambdaserveError("The request body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise LambdaserveError("The request body must be a JSON object.")
@@ -131,12 +133,17 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     async def promote(request: HTTPRequest) -> Response:
         data = await body(request)
         canary = data.get("canary") or {}
+        if not isinstance(canary, dict):
+            raise LambdaserveError('canary must be an object: {"version": 2, "weight": 10}.')
+        version = fields.whole_number(data, "version", low=1)
+        if version is None:
+            raise LambdaserveError('The body needs a version: {"version": 2}.')
         alias = store.set_alias(
             request.path_params["model"],
             request.path_params["stage"],
-            int(data["version"]),
-            int(canary["version"]) if canary else None,
-            float(canary.get("weight", 0)) if canary else 0.0,
+            version,
+            fields.whole_number(canary, "version", low=1) if canary else None,
+            (fields.decimal(canary, "weight", low=0, high=100) or 0.0) if canary else 0.0,
         )
         gateway.catalog.refresh(force=True)
         return JSONResponse(alias.to_dict())
@@ -149,9 +156,13 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     async def plans(request: HTTPRequest) -> Response:
         if request.method == "POST":
             data = await body(request)
-            limit, period = parse_quota(data.get("quota"))
+            limit, period = parse_quota(fields.text(data, "quota") or None)
             plan = store.create_plan(
-                str(data.get("name") or ""), data.get("rate"), data.get("burst"), limit, period
+                fields.text(data, "name", longest=64),
+                fields.decimal(data, "rate", low=0, high=1_000_000),
+                fields.whole_number(data, "burst", low=1),
+                limit,
+                period,
             )
             gateway.catalog.refresh(force=True)
             return JSONResponse(plan.to_dict(), status_code=201)
@@ -160,7 +171,9 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     async def keys(request: HTTPRequest) -> Response:
         if request.method == "POST":
             data = await body(request)
-            key, value = store.create_key(str(data.get("name") or "key"), data.get("plan"))
+            key, value = store.create_key(
+                fields.text(data, "name", default="key") or "key", fields.text(data, "plan") or None
+            )
             gateway.catalog.refresh(force=True)
             return JSONResponse({**key.to_dict(), "value": value}, status_code=201)
         listed = []
@@ -183,7 +196,10 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         return JSONResponse(key.to_dict())
 
     async def logs(request: HTTPRequest) -> Response:
-        count = int(request.query_params.get("lines", "100"))
+        lines = request.query_params.get("lines", "100")
+        count = int(lines) if lines.isdigit() and 0 < len(lines) < 6 else 0
+        if not 1 <= count <= 10_000:
+            raise LambdaserveError("lines must be a whole number from 1 to 10000.", "e.g. ?lines=100")
         return JSONResponse({"lines": gateway.logs.recent(request.path_params["model"], count)})
 
     async def upload(request: HTTPRequest) -> Response:

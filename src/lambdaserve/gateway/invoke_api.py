@@ -78,7 +78,14 @@ async def invoke_function(gateway: Gateway, request: HTTPRequest) -> Response:
         )
     try:
         event: Any = json.loads(raw) if raw else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        return _error(
+            400,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: too deeply nested",
+            request_id,
+        )
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and Python's integer digit limit
         return _error(
             400,
             "InvalidRequestContentException",

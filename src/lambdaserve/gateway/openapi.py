@@ -27,20 +27,76 @@ _ERRORS = {
 }
 
 
+# A feature's value when the sample does not say its type: any JSON scalar.
+_ANY_SCALAR: dict[str, Any] = {
+    "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}],
+    "nullable": True,
+}
+# A numeric feature: a finite number (within a 64-bit float); true and false read as 1 and 0,
+# as numpy reads them. null (a missing value) is left out of typed features: only a model
+# that imputes takes it, the others answer 422, and the document cannot tell which.
+_NUMBER: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+_STRING: dict[str, Any] = {"type": "string"}
+_BOOLEAN: dict[str, Any] = {"type": "boolean"}
+
+
+def _feature(value: Any) -> dict[str, Any]:
+    """A feature's schema from its value in the packaged sample."""
+    if isinstance(value, bool):
+        return _BOOLEAN
+    if isinstance(value, (int, float)):
+        return _NUMBER
+    if isinstance(value, str):
+        return _STRING
+    return _ANY_SCALAR
+
+
+def _sample_row(manifest: dict[str, Any]) -> dict[str, Any] | list[Any] | None:
+    """The sample's first instance, when it is a row or a record."""
+    sample = manifest.get("sample_input")
+    first = sample[0] if isinstance(sample, list) and sample else sample
+    return first if isinstance(first, (dict, list)) else None
+
+
 def _instances(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the handler takes: a batch (a non-empty array of instances of one kind), or one
+    record or string alone. A model fitted on named features takes records and rows."""
     names = manifest.get("feature_names")
+    width = len(names) if names else manifest.get("n_features")
+    sample = _sample_row(manifest)
+    if names and isinstance(sample, list) and len(sample) == len(names):
+        sample = dict(zip(names, sample, strict=True))
+    kinds: list[dict[str, Any]] = []
     if names:
-        row = {"type": "object", "properties": {n: {} for n in names}, "required": list(names)}
-    elif manifest.get("n_features"):
-        row = {
-            "type": "array",
-            "items": {"type": "number"},
-            "minItems": manifest["n_features"],
-            "maxItems": manifest["n_features"],
-        }
+        found = sample if isinstance(sample, dict) else {}
+        kinds.append(
+            {
+                "type": "object",
+                "properties": {n: _feature(found.get(n)) for n in names},
+                "required": list(names),
+                "additionalProperties": False,
+            }
+        )
+    if width:
+        # One schema for every position (OpenAPI 3.0 has no per-position items): the sample's
+        # type when all its values share one, else any scalar.
+        values = list(sample.values()) if isinstance(sample, dict) else sample or []
+        types = [_feature(v) for v in values] if len(values) == width else []
+        same = types and all(t is types[0] for t in types)
+        kinds.append(
+            {
+                "type": "array",
+                "items": types[0] if same else _ANY_SCALAR,
+                "minItems": width,
+                "maxItems": width,
+            }
+        )
     else:
-        row = {"type": "string"}
-    schema: dict[str, Any] = {"type": "array", "items": row}
+        kinds.append({"type": "string"})
+    alone = [k for k in kinds if k["type"] != "array"]  # a bare row reads as a batch of numbers
+    schema: dict[str, Any] = {
+        "oneOf": [*({"type": "array", "items": k, "minItems": 1} for k in kinds), *alone]
+    }
     if manifest.get("sample_input") is not None:
         schema["example"] = manifest["sample_input"]
     return schema

@@ -70,6 +70,12 @@ def _payload(event: dict[str, Any]) -> Any:
         raise BadRequest(
             f"The body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). {_HOW}{hint}"
         ) from None
+    except RecursionError:
+        raise BadRequest(
+            f"The body nests arrays or objects too deeply to read. An instance is one flat row. {_HOW}"
+        ) from None
+    except ValueError as exc:  # Python's limit on integer digits (4,300)
+        raise BadRequest(f"The body holds a number that cannot be read: {exc}. {_HOW}") from None
 
 
 class _NotJSON(ValueError):

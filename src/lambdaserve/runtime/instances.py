@@ -12,12 +12,15 @@ names the instance and the fix instead of whatever the model would raise.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from lambdaserve.runtime.errors import BadRequest, UnprocessableInput
 
 _SCALARS = (str, int, float, bool, type(None))
+_LARGEST_INT = int(sys.float_info.max)
 _EXAMPLES = '["some text"], [[5.1, 3.5, 1.4, 0.2]] or [{"feature": 1.0}]'
 
 
@@ -45,6 +48,7 @@ def _kind_of_one(index: int, instance: Any) -> str:
                     f"Instance {index}: the value of {name!r} is a {_json_type(value)}; "
                     "each feature takes a single string, number, boolean or null."
                 )
+            _check_number(index, value)
         return "record"
     if isinstance(instance, list):
         for value in instance:
@@ -53,6 +57,7 @@ def _kind_of_one(index: int, instance: Any) -> str:
                     f"Instance {index} is a nested array. Each instance is one flat row of "
                     "features, e.g. [[5.1, 3.5], [6.2, 2.9]] for a batch of two rows."
                 )
+            _check_number(index, value)
         return "array"
     if isinstance(instance, (int, float)) and not isinstance(instance, bool):
         raise BadRequest(
@@ -62,6 +67,20 @@ def _kind_of_one(index: int, instance: Any) -> str:
     raise BadRequest(
         f"Instance {index} is a {_json_type(instance)}. Send instances as strings, "
         f"arrays of numbers or objects, e.g. {_EXAMPLES}."
+    )
+
+
+def _check_number(index: int, value: Any) -> None:
+    """A number must fit a 64-bit float, as every model computes in one (1e400 reads as infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, int) and abs(value) <= _LARGEST_INT:
+        return
+    if isinstance(value, float) and math.isfinite(value):
+        return
+    raise BadRequest(
+        f"Instance {index} holds a number beyond what a 64-bit float holds (about 1.8e308). "
+        "Send finite numbers."
     )
 
 

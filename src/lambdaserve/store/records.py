@@ -109,6 +109,9 @@ class Deployment:
         return asdict(self)
 
 
+MAX_QUOTA = 2**31 - 1
+
+
 def parse_quota(text: object) -> tuple[int | None, str | None]:
     """``"100/DAY"`` -> (100, "DAY"); None -> no quota."""
     if text in (None, ""):
@@ -118,5 +121,10 @@ def parse_quota(text: object) -> tuple[int | None, str | None]:
     if not count.isdigit() or period not in QUOTA_PERIODS:
         raise LambdaserveError(
             f"{text!r} is not a quota.", "Write it as COUNT/PERIOD, e.g. 100/DAY, 5000/MONTH."
+        )
+    if len(count) > 10 or not 1 <= int(count) <= MAX_QUOTA:
+        raise LambdaserveError(
+            f"{text!r}: a quota counts from 1 to {MAX_QUOTA} requests per period, as API Gateway's do.",
+            "e.g. 100/DAY, 5000/MONTH; leave the quota out for none.",
         )
     return int(count), period
