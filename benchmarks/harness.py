@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,13 @@ def free_port() -> int:
         return port
 
 
-def post(url: str, body: bytes, timeout_s: float = 30.0) -> tuple[int, bytes]:
+def post(url: str, body: bytes, timeout_s: float = 30.0, api_key: str = "") -> tuple[int, bytes]:
     """One POST on a new connection: (status, body). Raises OSError when nobody listens."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or HOST, parts.port, timeout=timeout_s)
+    headers = {"Content-Type": "application/json", **({"x-api-key": api_key} if api_key else {})}
     try:
-        connection.request("POST", parts.path, body, {"Content-Type": "application/json"})
+        connection.request("POST", parts.path, body, headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -105,6 +107,7 @@ class Server:
     output: Path
     info: dict[str, Any] = field(default_factory=dict)
     pause_when_idle: bool = False  # kept SIGSTOPped between loads (see pause)
+    api_key: str = ""  # sent as x-api-key with every request, when the server asks for one
     _family: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -125,7 +128,9 @@ class Server:
                 raise ServerFailed(f"{self.name} exited with {self.process.returncode}: {self.tail()}")
             tick = time.perf_counter()
             try:
-                status, answer = post(self.url, body, timeout_s=max(0.1, deadline - tick))
+                status, answer = post(
+                    self.url, body, timeout_s=max(0.1, deadline - tick), api_key=self.api_key
+                )
             except OSError as exc:  # not listening yet
                 last = str(exc)
             else:
@@ -198,10 +203,20 @@ def launch_lambdaserve(
     mode: str = "batch",
     concurrency: int | None = 2,
     stage: str = "test",
+    plan: Sequence[str] | None = None,
 ) -> Server:
-    """``lambdaserve serve BUNDLE`` with a fresh state directory; returns at once (see wait)."""
+    """``lambdaserve serve BUNDLE`` with a fresh state directory; returns at once (see wait).
+
+    ``plan``: None serves without API keys (--no-api-key); otherwise a usage plan is made with
+    these ``plans create`` options (e.g. ``["--quota", "2000000000/DAY"]``, or none for an
+    unlimited plan) and a key on it, which every request of the benchmark then carries.
+    """
     port = free_port()
     state = workdir / f"state-{port}"
+    env = {**os.environ, "LAMBDASERVE_CACHE": str(workdir / "cache")}
+    api_key = ""
+    if plan is not None:
+        api_key = _make_key(state, list(plan), env)
     command = [
         str(BIN / "lambdaserve"),
         "serve",
@@ -212,16 +227,36 @@ def launch_lambdaserve(
         str(state),
         "--stage",
         stage,
-        "--no-api-key",
         "--mode",
         mode,
         "--json",
     ]
+    if plan is None:
+        command.append("--no-api-key")
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
-    env = {**os.environ, "LAMBDASERVE_CACHE": str(workdir / "cache")}
     url = f"http://{HOST}:{port}/{stage}/{bundle.name}/predict"
-    return _launch(f"lambdaserve --mode {mode}", command, url, workdir / f"lambdaserve-{port}.log", env)
+    name = f"lambdaserve --mode {mode}"
+    if plan is not None:
+        name += f", key on plan {' '.join(plan) or 'unlimited'}"
+    server = _launch(name, command, url, workdir / f"lambdaserve-{port}.log", env)
+    server.api_key = api_key
+    return server
+
+
+def _make_key(state: Path, plan_options: list[str], env: dict[str, str]) -> str:
+    """A plan named bench and a key on it, made with the CLI as a user would; the key's value."""
+    cli = str(BIN / "lambdaserve")
+    where = ["--state-dir", str(state)]
+    subprocess.run(
+        [cli, "plans", "create", "bench", *plan_options, *where], env=env, check=True, capture_output=True
+    )
+    made = subprocess.run(
+        [cli, "keys", "create", "--name", "bench", "--plan", "bench", "--json", *where],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    value: str = json.loads(made.stdout)["value"]
+    return value
 
 
 def launch_flask(model: Path, workdir: Path, *, workers: int = 2) -> Server:

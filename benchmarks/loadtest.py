@@ -126,7 +126,9 @@ def wrk_path() -> str:
     return found
 
 
-def run_wrk(url: str, bodies: Path, connections: int, seconds: float, threads: int = 1) -> LoadResult:
+def run_wrk(
+    url: str, bodies: Path, connections: int, seconds: float, threads: int = 1, api_key: str = ""
+) -> LoadResult:
     """A bounded load: ``connections`` keep-alive connections for ``seconds``, cycling ``bodies``.
 
     One wrk thread by default: on a 2-core machine the load generator competes with the
@@ -143,6 +145,7 @@ def run_wrk(url: str, bodies: Path, connections: int, seconds: float, threads: i
         url,
         "--",
         str(bodies),
+        *([api_key] if api_key else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
@@ -173,7 +176,7 @@ def run_load(server: Server, bodies: Path, connections: int, seconds: float) -> 
     """
     before, machine_before, wrk_before = tree_cpu_s(server.pid), _machine_cpu_s(), _children_cpu_s()
     started = time.monotonic()
-    result = run_wrk(server.url, bodies, connections, seconds)
+    result = run_wrk(server.url, bodies, connections, seconds, api_key=server.api_key)
     wall = time.monotonic() - started
     after, machine_after, wrk_after = tree_cpu_s(server.pid), _machine_cpu_s(), _children_cpu_s()
     spent = {pid: used - before.get(pid, 0.0) for pid, used in after.items()}

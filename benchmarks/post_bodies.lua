@@ -1,6 +1,6 @@
 -- wrk script: POST the request bodies of a file in turn, one JSON body per line.
 --
---   wrk -s benchmarks/post_bodies.lua http://127.0.0.1:8000/test/news/predict -- bodies.jsonl
+--   wrk -s benchmarks/post_bodies.lua http://127.0.0.1:8000/test/news/predict -- bodies.jsonl [API_KEY]
 --
 -- Every request is formatted once in init(), so wrk spends no Lua time per request beyond
 -- picking the next one. Each wrk thread cycles through the whole file from its own start.
@@ -12,9 +12,12 @@ local position = 0
 function init(args)
   local path = args[1]
   if path == nil then
-    error("usage: wrk -s post_bodies.lua URL -- BODIES_FILE")
+    error("usage: wrk -s post_bodies.lua URL -- BODIES_FILE [API_KEY]")
   end
   local headers = { ["Content-Type"] = "application/json" }
+  if args[2] ~= nil then
+    headers["x-api-key"] = args[2]
+  end
   for line in io.lines(path) do
     if #line > 0 then
       count = count + 1

@@ -25,7 +25,6 @@ import json
 import os
 import pickle
 import statistics
-import subprocess
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -215,48 +214,9 @@ def report() -> Iterator[Report]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("versus-flask")
-
-
-@pytest.fixture(scope="module")
 def model(news_model: Path) -> Any:
     with news_model.open("rb") as f:
         return pickle.load(f)
-
-
-@pytest.fixture(scope="module")
-def bundle(news_model: Path, workdir: Path) -> Path:
-    """The model packaged as a bundle named "news" (so its route is /test/news/predict)."""
-    output = workdir / "news"
-    done = subprocess.run(
-        [
-            str(harness.BIN / "lambdaserve"),
-            "package",
-            str(news_model),
-            "--sample",
-            '["the space shuttle launch"]',
-            "-o",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "LAMBDASERVE_CACHE": str(workdir / "cache")},
-    )
-    assert done.returncode == 0, f"lambdaserve package failed:\n{done.stdout}\n{done.stderr}"
-    return output
-
-
-@pytest.fixture(scope="module")
-def bodies(test_posts: list[str], workdir: Path) -> dict[int, Path]:
-    """Request bodies for wrk: one post per request, and 16 posts per request."""
-    return {n: loadtest.write_bodies(test_posts, n, workdir / f"bodies-{n}.jsonl") for n in (1, 16)}
-
-
-@pytest.fixture(scope="module")
-def first_body(test_posts: list[str]) -> bytes:
-    return json.dumps([test_posts[0]]).encode()
 
 
 class Servers(NamedTuple):

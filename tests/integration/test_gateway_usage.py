@@ -8,6 +8,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,6 @@ def test_the_quota_survives_a_restart(tmp_path: Path, tools_dir: Path) -> None:
             statuses = [
                 (await gateway.handle(predict("/test/tools", '"hi"', key))).status for _ in range(count)
             ]
-            gateway.usage.flush()
             return statuses
 
         return run_gateway(state, tools_settings(tools_dir), scenario, wall=wall)
@@ -184,23 +184,52 @@ def test_a_call_to_a_route_that_does_not_exist_uses_no_quota(
 
 
 # -- real servers ---------------------------------------------------------------------------
-def test_kill_9_of_the_server_loses_no_count_older_than_a_second(tmp_path: Path, tools_dir: Path) -> None:
-    # GIVEN a server whose default plan allows 10 requests a day, and 4 of them used
+@pytest.mark.parametrize("concurrent", [False, True], ids=["one-by-one", "a-burst-of-30-at-once"])
+def test_kill_9_right_after_n_answers_leaves_exactly_quota_minus_n(
+    tmp_path: Path, tools_dir: Path, concurrent: bool
+) -> None:
+    # GIVEN a server whose default plan allows 50 requests a day, and 30 of them answered
     state = tmp_path / "state"
     pool = ServerPool()
     try:
-        first = pool.start(state, "--handler", "tools.handler", "--quota", "10/DAY", cwd=tools_dir)
-        assert [first.post("/test/tools", '"hi"').status_code for _ in range(4)] == [200] * 4
-        # WHEN, 1.5 s later, the server is killed with SIGKILL and started again
-        time.sleep(1.5)
+        first = pool.start(state, "--handler", "tools.handler", "--quota", "50/DAY", cwd=tools_dir)
+        if concurrent:
+            with ThreadPoolExecutor(30) as threads:
+                answered = list(
+                    threads.map(lambda _: first.post("/test/tools", '"hi"').status_code, range(30))
+                )
+        else:
+            answered = [first.post("/test/tools", '"hi"').status_code for _ in range(30)]
+        assert answered == [200] * 30
+        # WHEN the server is killed with SIGKILL at once, and started again
         first.kill9()
-        second = pool.start(state, "--handler", "tools.handler", "--quota", "10/DAY", cwd=tools_dir)
+        second = pool.start(state, "--handler", "tools.handler", "--quota", "50/DAY", cwd=tools_dir)
         assert "api_key" not in second.info  # the key made by the first run is kept
-        # THEN exactly the 6 remaining calls pass
-        statuses = [second.post("/test/tools", '"hi"', key=first.api_key).status_code for _ in range(8)]
+        # THEN exactly the 20 remaining calls pass
+        statuses = [second.post("/test/tools", '"hi"', key=first.api_key).status_code for _ in range(22)]
     finally:
         pool.stop_all()
-    assert statuses == [200] * 6 + [429] * 2
+    assert statuses == [200] * 20 + [429] * 2
+
+
+def test_an_answered_request_is_already_counted_in_the_store(tmp_path: Path, tools_dir: Path) -> None:
+    # GIVEN a key with a quota
+    state = tmp_path / "state"
+    key_id, key = make_key(state, "daily", quota_limit=100, quota_period="DAY")
+    wall = FakeClock(utc("2024-03-10T12:00:00"))
+
+    async def scenario(gateway: Gateway) -> list[int]:
+        reader = Store(state)  # another connection, as a process started after a crash
+        seen = []
+        for _ in range(3):
+            # WHEN a request is answered (no flush, no housekeeping in between)
+            assert (await gateway.handle(predict("/test/tools", '"hi"', key))).status == 200
+            # THEN its count is committed already
+            seen.append(reader.usage(key_id, "DAY:2024-03-10"))
+        reader.close()
+        return seen
+
+    assert run_gateway(state, tools_settings(tools_dir), scenario, wall=wall) == [1, 2, 3]
 
 
 @pytest.fixture(scope="module")

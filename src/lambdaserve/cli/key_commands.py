@@ -3,7 +3,7 @@
 As in API Gateway, a key is used through a usage plan (throttle and quota), so a key made
 without ``--plan`` joins the plan named ``default``, an unlimited one made on first use.
 A key's value is shown once, when it is made: the store keeps only its sha256. Usage is
-what the server has written to the store, at most about a second old.
+what the server has written to the store: every request it has answered.
 """
 
 from __future__ import annotations

@@ -224,10 +224,13 @@ class Gateway:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         labels = ["", "", ""]  # model, stage, version: filled in as they become known
+        counted: list[int] = []  # this request's number in the quota counts, once admitted
         try:
-            response = await self._handle(request, request_id, labels)
+            response = await self._handle(request, request_id, labels, counted)
         except GatewayError as exc:
             response = error_response(exc)
+        if counted:  # its count reaches the store before its answer leaves
+            self.usage.written(counted[0])
         response.headers["x-amzn-RequestId"] = request_id
         model, stage, version = labels
         self.metrics.request(model, stage, version, response.status, time.perf_counter() - started)
@@ -269,7 +272,9 @@ class Gateway:
         self.metrics.request(name, stage, "", response.status, 0.0)
         return response
 
-    async def _handle(self, request: Request, request_id: str, labels: list[str]) -> Response:
+    async def _handle(
+        self, request: Request, request_id: str, labels: list[str], counted: list[int]
+    ) -> Response:
         stage, name, route, resource = self._route(request)
         labels[:2] = [name, stage]
         if header_size(request) > MAX_HEADER_BYTES:
@@ -279,11 +284,13 @@ class Gateway:
         key = self._authenticate(request)
         if key is not None:
             try:
-                self.usage.admit(key, self.catalog.plans.get(key.plan_id or ""))
+                number = self.usage.admit(key, self.catalog.plans.get(key.plan_id or ""))
             except GatewayError as exc:
                 reason = "quota" if exc.status == 429 and exc.message == "Limit Exceeded" else "throttle"
                 self.metrics.refuse(name, stage, reason)
                 raise
+            if number is not None:
+                counted.append(number)
         version = self._version_for(name, stage)
         labels[2] = version
         function = await self.function(name, version)

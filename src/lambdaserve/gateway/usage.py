@@ -8,14 +8,21 @@ Quota: a count per key per DAY, WEEK (from Monday) or MONTH, in UTC; past the li
 request is refused with 429 "Limit Exceeded". Refused requests use neither a token nor
 the quota.
 
-Counts live in memory, where this single-threaded event loop updates them exactly; the
-server writes them to the store at least once a second (``flush``), as absolute values,
-so a restart or a ``kill -9`` never resets a caller's quota and loses at most the last
-second of counting. The clocks are injected so tests are exact.
+Counts live in memory, where this single-threaded event loop updates them exactly, and
+reach the store before any answer that used them is sent: ``admit`` gives each counted
+request a number, and ``written(number)``, called before its answer goes out, writes every
+count not yet written in one SQLite transaction unless an earlier write covered it. Answers
+come back from the environments in batches, so one write covers many requests (and the
+half-second housekeeping flush covers the rest). So a ``kill -9`` of the gateway loses no
+admitted request: every answered request was counted (one admitted but never answered may
+be counted too). The store commits without fsync (WAL, synchronous=NORMAL): a power cut may
+lose the last moments of counting. The clocks are injected so tests are exact.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -24,6 +31,7 @@ from lambdaserve.gateway.errors import LimitExceeded, TooManyRequests
 from lambdaserve.store import ApiKey, Plan, Store
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
 
 
 class TokenBucket:
@@ -71,11 +79,16 @@ class UsageLimiter:
         self.buckets: dict[str, TokenBucket] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.dirty: set[tuple[str, str]] = set()
+        self.admitted = 0  # counted requests so far, numbered from 1
+        self.stored = 0  # the number up to which every count is in the store
 
-    def admit(self, key: ApiKey, plan: Plan | None) -> None:
-        """Count one request against the key's plan, or raise the 429 it gets."""
+    def admit(self, key: ApiKey, plan: Plan | None) -> int | None:
+        """Count one request against the key's plan, or raise the 429 it gets.
+
+        Returns a counted request's number: pass it to ``written`` before answering.
+        """
         if plan is None:
-            return
+            return None
         slot = None
         if plan.quota_limit is not None and plan.quota_period:
             slot = (key.id, period_start(plan.quota_period, self.wall()))
@@ -87,9 +100,12 @@ class UsageLimiter:
                 bucket = self.buckets[key.id] = TokenBucket(plan.rate, plan.burst, self.clock())
             if not bucket.take(self.clock()):
                 raise TooManyRequests(f"key {key.id} over {plan.rate}/s")
-        if slot is not None:
-            self.counts[slot] += 1
-            self.dirty.add(slot)
+        if slot is None:
+            return None
+        self.counts[slot] += 1
+        self.dirty.add(slot)
+        self.admitted += 1
+        return self.admitted
 
     def used(self, key: ApiKey, plan: Plan) -> int:
         if plan.quota_period is None:
@@ -101,10 +117,25 @@ class UsageLimiter:
             self.counts[slot] = self.store.usage(*slot)
         return self.counts[slot]
 
+    def written(self, number: int) -> None:
+        """Make sure counted request ``number`` is in the store (the caller answers it next)."""
+        if number <= self.stored:
+            return
+        try:
+            self.flush()
+        except sqlite3.Error as exc:  # kept dirty: housekeeping writes it again in half a second
+            log.warning("Could not write usage counts to the store (%s); retrying.", exc)
+
     def flush(self) -> None:
-        """Write the changed counts (absolute values) to the store."""
+        """Write the changed counts (absolute values) to the store, in one transaction."""
         if not self.dirty:
             return
         changed = {slot: self.counts[slot] for slot in self.dirty}
+        covered = self.admitted
         self.dirty = set()
-        self.store.save_usage(changed)
+        try:
+            self.store.save_usage(changed)
+        except BaseException:
+            self.dirty |= changed.keys()
+            raise
+        self.stored = covered

@@ -2,8 +2,8 @@
 
 Every write is one short transaction, so a ``kill -9`` at any moment leaves the database
 as of the last commit: no key, plan, model or alias is ever half-written. Usage counts
-are written by the server as absolute values at most a second old (see
-``gateway/usage.py``), so a crash loses at most the last second of counting.
+are written by the server as absolute values before the answers that used them are sent
+(see ``gateway/usage.py``), so a crash loses no answered request's count.
 
 API keys are random 40-character strings; only their sha256 is stored, and a key is
 shown once, when it is created. The admin token lives in ``admin-token`` (mode 0600).
