@@ -272,6 +272,33 @@ def test_a_key_on_a_plan_with_quota_3_is_refused_on_the_fourth_call(
     shoot(page, screenshots, "keys")
 
 
+def test_a_plan_made_by_keyboard_on_another_stage_gives_keys_that_are_refused_here(
+    page: Page, served: Served
+) -> None:
+    # GIVEN the keys page, whose plan form offers the served stage
+    page.goto("/_/keys")
+    expect(page.locator("#plan-stages")).to_have_value("test")
+    # WHEN a plan on prod only is made with the keyboard alone, and a key on it
+    page.focus("#plan-name")
+    page.keyboard.type("partners")
+    for _ in range(5):  # rate, burst, quota, period, stages
+        page.keyboard.press("Tab")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("prod")
+    page.keyboard.press("Enter")
+    expect(page.locator('#plans-table tr[data-plan="partners"]')).to_contain_text("prod")
+    page.fill("#key-name", "partner-key")
+    page.select_option("#key-plan", "partners")
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-key")).to_contain_text("partner-key")
+    key = page.text_content("#new-key-value") or ""
+    # THEN the key is refused on the test stage, as API Gateway refuses a key whose plan
+    # is not attached to the stage
+    answer = httpx.post(shown["url"], headers={"x-api-key": key}, content=SPACE_POST, timeout=30)
+    assert "/test/" in shown["url"]
+    assert (answer.status_code, answer.json()) == (403, {"message": "Forbidden"})
+
+
 def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, screenshots: Path) -> None:
     # GIVEN the calls made so far (try-it, Python, the quota's calls) and a few more, one bad
     for body in (SPACE_POST, SPACE_POST, "not json"):

@@ -323,6 +323,48 @@ def test_plans_create_and_list_show_throttle_quota_and_keys(tmp_path: Path) -> N
     assert "100/DAY" in table
 
 
+def test_a_plan_names_the_stages_its_keys_work_on_and_update_changes_them(tmp_path: Path) -> None:
+    # GIVEN plans made with and without --stage
+    both = json.loads(succeeds(tmp_path, "plans", "create", "partners", "--stage", "test, prod", "--json"))
+    assert both["stages"] == ["test", "prod"]
+    assert json.loads(succeeds(tmp_path, "plans", "create", "trial", "--json"))["stages"] == ["test"]
+    assert "stages test, prod" in succeeds(tmp_path, "plans", "create", "p2", "--stage", "test,prod,test")
+    assert "test, prod" in succeeds(tmp_path, "plans", "list")
+    # WHEN one is moved to prod only, and another loses its throttle
+    moved = json.loads(succeeds(tmp_path, "plans", "update", "trial", "--stage", "prod", "--json"))
+    succeeds(tmp_path, "plans", "update", "partners", "--rate", "5", "--quota", "10/DAY")
+    limits = json.loads(succeeds(tmp_path, "plans", "update", "partners", "--no-quota", "--json"))
+    # THEN only what was given changed
+    assert moved["stages"] == ["prod"]
+    assert (limits["rate"], limits["burst"], limits["quota_limit"], limits["stages"]) == (
+        5.0,
+        5,
+        None,
+        ["test", "prod"],
+    )
+    # AND a key made without a plan joins "default", which works on test
+    made = json.loads(succeeds(tmp_path, "keys", "create", "--name", "bob", "--json"))
+    plans = {p["name"]: p for p in json.loads(succeeds(tmp_path, "plans", "list", "--json"))["plans"]}
+    assert (made["plan"], plans["default"]["stages"]) == ("default", ["test"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "basic", "--stage", "prod/v2"], "'prod/v2' is not a valid stage name."),
+        (["create", "basic", "--stage", " , "], "A usage plan needs at least one stage"),
+        (["update", "nope", "--stage", "prod"], "No usage plan 'nope'."),
+    ],
+)
+def test_plans_refuse_bad_stages_and_say_how_to_write_them(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    succeeds(tmp_path, "plans", "create", "unlimited")
+    error = fails(tmp_path, "plans", *args)
+    assert message in error
+    assert "How to fix:" in error
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

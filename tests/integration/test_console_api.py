@@ -259,3 +259,43 @@ def test_the_series_shows_traffic_errors_and_cold_starts(
     assert any(p is not None and p > 0 for p in series["p99"])
     assert any(c["model"] == "topics" and c["kind"] == "init" for c in data["cold_starts"])
     assert admin.get("/_/api/series", params={"minutes": "lots"}).status_code == 400
+
+
+# -- plans, keys and stages -----------------------------------------------------------------
+def test_plans_made_and_changed_by_the_admin_api_carry_their_stages(admin: httpx.Client) -> None:
+    # GIVEN a plan made without stages, and one with
+    served_stage = admin.post("/_/api/plans", json={"name": "api-trial"}).json()
+    both = admin.post("/_/api/plans", json={"name": "api-both", "stages": ["test", "prod"], "quota": "5/DAY"})
+    assert (served_stage["stages"], both.status_code, both.json()["stages"]) == (
+        ["test"],
+        201,
+        ["test", "prod"],
+    )
+    # WHEN one is moved to prod and loses its quota, by PATCH
+    changed = admin.patch("/_/api/plans/api-both", json={"stages": ["prod"], "quota": None})
+    # THEN only those fields changed
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["stages"], changed.json()["quota_limit"]) == (["prod"], None)
+    for bad, says in (({"stages": []}, "at least one stage"), ({"stages": "prod"}, "must be a list")):
+        refused = admin.patch("/_/api/plans/api-both", json=bad)
+        assert refused.status_code == 400
+        assert says in refused.json()["message"]
+    # AND a key made without a plan is in "default", attached to the served stage
+    key = admin.post("/_/api/keys", json={"name": "no-plan"}).json()
+    plans = {p["name"]: p for p in admin.get("/_/api/plans").json()["plans"]}
+    assert key["plan_id"] == plans["default"]["id"]
+    assert "test" in plans["default"]["stages"]
+
+
+def test_publishing_with_a_key_on_a_plan_not_on_the_stage_is_refused_before_anything_is_published(
+    admin: httpx.Client, text_model: Path
+) -> None:
+    admin.post("/_/api/plans", json={"name": "prod-partners", "stages": ["prod"]})
+    sent = upload(admin, text_model.read_bytes(), "elsewhere.pickle").json()["upload"]
+    refused = publish(
+        admin, "elsewhere", upload=sent, stage="test", key={"name": "x", "plan": "prod-partners"}
+    )
+    assert refused.status_code == 400
+    assert "not attached to stage 'test'" in refused.json()["message"]
+    assert "plans update prod-partners --stage prod,test" in refused.json()["hint"]
+    assert admin.get("/_/api/models/elsewhere").status_code == 404

@@ -246,7 +246,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, tools_dir: Path) -> Iterat
 def test_a_key_revoked_while_the_server_runs_is_refused_within_2_seconds(running: Any) -> None:
     # GIVEN a key made by another process (the CLI) while the server runs
     store = Store(running.state_dir)
-    key, value = store.create_key("bob")
+    key, value = store.create_key("bob", "default")
     made = time.monotonic()
     wait_until(lambda: running.post("/test/tools", '"hi"', key=value).status_code == 200, 2.0)
     assert time.monotonic() - made <= 2.0
@@ -278,3 +278,57 @@ def test_a_plan_and_key_made_while_the_server_runs_apply_within_2_seconds(runnin
     assert first.status_code == 200
     second = running.post("/test/tools", '"hi"', key=value)
     assert (second.status_code, second.json()) == (429, LIMIT)
+
+
+# -- keys and the stages of their plans ------------------------------------------------------
+def test_a_key_works_only_on_the_stages_of_its_plan(
+    tmp_path: Path, topics_bundle: tuple[dict[str, Any], Path]
+) -> None:
+    # GIVEN topics served on test and on prod, and serve's key, whose default plan it attaches
+    # to the stage it serves (test)
+    state = tmp_path / "state"
+    store = Store(state)
+    record, _ = store.add_version("topics", *topics_bundle)
+    store.set_alias("topics", "test", record.version)
+    store.set_alias("topics", "prod", record.version)
+    store.close()
+    pool = ServerPool()
+    try:
+        served = pool.start(state)
+        # WHEN its key calls both stages
+        on_test = served.post("/test/topics/predict", '["the rocket"]')
+        on_prod = served.post("/prod/topics/predict", '["the rocket"]')
+        # THEN it works on test only; prod answers as API Gateway does, before reading the body
+        assert on_test.status_code == 200
+        assert (on_prod.status_code, on_prod.json()) == (403, {"message": "Forbidden"})
+        # AND a plan on prod only gives a key that works there and not on test
+        store = Store(state)
+        store.create_plan("prod-only", stages=["prod"])
+        _, prod_key = store.create_key("partner", "prod-only")
+        wait_until(lambda: served.post("/prod/topics/predict", '["a"]', key=prod_key).status_code == 200, 3.0)
+        assert served.post("/test/topics/predict", '["a"]', key=prod_key).status_code == 403
+        # AND attaching prod to the default plan (plans update) lets serve's key in, within 2 s
+        store.update_plan("default", None, None, None, None, ["test", "prod"])
+        store.close()
+        wait_until(lambda: served.post("/prod/topics/predict", '["a"]').status_code == 200, 3.0)
+    finally:
+        pool.stop_all()
+
+
+def test_serve_attaches_the_stage_it_serves_to_its_default_plan(tmp_path: Path, tools_dir: Path) -> None:
+    # GIVEN a state directory whose default plan and key were made by serving test
+    state = tmp_path / "state"
+    pool = ServerPool()
+    try:
+        first = pool.start(state, "--handler", "tools.handler", cwd=tools_dir)
+        first.stop()
+        # WHEN the same state serves prod
+        second = pool.start(state, "--handler", "tools.handler", "--stage", "prod", cwd=tools_dir)
+        # THEN the key made the first time works on prod too
+        answer = second.post("/prod/tools", '"hi"', key=first.api_key)
+    finally:
+        pool.stop_all()
+    assert answer.status_code == 200
+    store = Store(state)
+    assert store.plan("default").stages == ("test", "prod")
+    store.close()

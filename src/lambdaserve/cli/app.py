@@ -79,10 +79,11 @@ models_app.command("push")(admin_commands.push)
 models_app.command("list")(admin_commands.list_models)
 models_app.command("show")(admin_commands.show_model)
 plans_app = _group(
-    "Usage plans: a throttle and a quota for the API keys in them.\n\n"
-    "Example:\n\n    lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY"
+    "Usage plans: a throttle and a quota for the API keys in them, on the stages they name.\n\n"
+    "Example:\n\n    lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY --stage test,prod"
 )
 plans_app.command("create")(key_commands.create_plan)
+plans_app.command("update")(key_commands.update_plan)
 plans_app.command("list")(key_commands.list_plans)
 keys_app = _group(
     "API keys: callers send one as x-api-key.\n\n"

@@ -2,7 +2,8 @@
 
 As in API Gateway, a key is used through a usage plan (throttle and quota), so a key made
 without ``--plan`` joins the plan named ``default``, an unlimited one made on first use.
-A key's value is shown once, when it is made: the store keeps only its sha256. Usage is
+A key works only on its plan's stages (403 elsewhere, as API Gateway). A key's value is
+shown once, when it is made: the store keeps only its sha256. Usage is
 what the server has written to the store: every request it has answered.
 """
 
@@ -22,12 +23,22 @@ from lambdaserve.errors import LambdaserveError
 from lambdaserve.gateway.usage import period_start
 from lambdaserve.store import ApiKey, Plan, Store
 from lambdaserve.store.records import parse_quota
+from lambdaserve.store.store import DEFAULT_PLAN, DEFAULT_STAGE
 
-DEFAULT_PLAN = "default"
 _PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}
 
 
 # -- plans -----------------------------------------------------------------------------
+STAGES_HELP = (
+    "The stages its keys work on, comma-separated, e.g. test,prod; elsewhere they get 403 "
+    "Forbidden, as on API Gateway"
+)
+
+
+def _stages(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 @handle_errors
 def create_plan(
     name: str = typer.Argument(..., help="The plan's name, e.g. basic or partners."),
@@ -40,17 +51,19 @@ def create_plan(
     quota: str | None = typer.Option(
         None, "--quota", help="Requests per key per DAY, WEEK or MONTH (UTC), e.g. 1000/DAY."
     ),
+    stage: str = typer.Option(DEFAULT_STAGE, "--stage", help=STAGES_HELP + "."),
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create a usage plan: a throttle per key (rate and burst) and a quota per key.
+    """Create a usage plan: a throttle per key (rate and burst) and a quota per key, on stages.
 
     Over the limits, callers get 429 "Too Many Requests" (throttle) or "Limit Exceeded"
-    (quota), as from API Gateway. Leave out both for an unlimited plan.
+    (quota), as from API Gateway. Leave out both for an unlimited plan. Its keys work on
+    the plan's stages only (default: test).
 
     Example:
 
-        lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY
+        lambdaserve plans create basic --rate 5 --burst 10 --quota 1000/DAY --stage test,prod
 
         lambdaserve keys create --name alice --plan basic
     """
@@ -60,7 +73,7 @@ def create_plan(
     if rate is not None and burst is None:
         burst = max(1, int(rate))  # as `serve --rate` does
     with open_store(state_dir, create=True) as store:
-        plan = store.create_plan(name, rate, burst, limit, period)
+        plan = store.create_plan(name, rate, burst, limit, period, _stages(stage))
     if as_json:
         print_json(plan.to_dict())
         return
@@ -69,8 +82,51 @@ def create_plan(
 
 
 @handle_errors
+def update_plan(
+    name: str = typer.Argument(..., help="The plan's name or id."),
+    stage: str | None = typer.Option(None, "--stage", help=STAGES_HELP + " [default: unchanged]."),
+    rate: float | None = typer.Option(None, "--rate", help="Throttle: requests per second."),
+    burst: int | None = typer.Option(None, "--burst", help="Throttle: requests at once."),
+    quota: str | None = typer.Option(None, "--quota", help="e.g. 1000/DAY."),
+    no_throttle: bool = typer.Option(False, "--no-throttle", help="Remove the throttle."),
+    no_quota: bool = typer.Option(False, "--no-quota", help="Remove the quota."),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a usage plan's stages or limits; what is not given stays as it is.
+
+    Its keys keep their values, and their quota counts carry on. --stage replaces the list.
+
+    Example:
+
+        lambdaserve plans update basic --stage test,prod
+
+        lambdaserve plans update basic --rate 20 --burst 40 --no-quota
+    """
+    with open_store(state_dir) as store:
+        current = store.plan(name)
+        new_rate, new_burst = current.rate, current.burst
+        if no_throttle:
+            new_rate, new_burst = None, None
+        if rate is not None:
+            new_rate, new_burst = rate, burst if burst is not None else max(1, int(rate))
+        elif burst is not None:
+            new_burst = burst
+        limit, period = (None, None) if no_quota else (current.quota_limit, current.quota_period)
+        if quota is not None:
+            limit, period = parse_quota(quota)
+        plan = store.update_plan(
+            current.name, new_rate, new_burst, limit, period, None if stage is None else _stages(stage)
+        )
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    out.print(f"[green]✓[/] Plan [bold]{escape(plan.name)}[/] (id {plan.id}): {plan.describe()}.")
+
+
+@handle_errors
 def list_plans(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List the usage plans with their throttle, quota and number of active keys.
+    """List the usage plans with their stages, throttle, quota and number of active keys.
 
     Example:
 
@@ -86,11 +142,11 @@ def list_plans(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTIO
     if not plans:
         out.print("No usage plans yet. Make one: lambdaserve plans create NAME --rate 10 --burst 10")
         return
-    table = create_table("plan", "id", "throttle", "quota", "keys")
+    table = create_table("plan", "id", "stages", "throttle", "quota", "keys")
     for p in plans:
         throttle = f"{p.rate:g}/s, burst {p.burst}" if p.rate is not None else "—"
         quota = f"{p.quota_limit}/{p.quota_period}" if p.quota_limit is not None else "—"
-        table.add_row(escape(p.name), p.id, throttle, quota, str(counts[p.id]))
+        table.add_row(escape(p.name), p.id, ", ".join(p.stages), throttle, quota, str(counts[p.id]))
     out.print(table)
 
 
@@ -264,4 +320,4 @@ def _default_plan(store: Store) -> Plan:
     try:
         return store.plan(DEFAULT_PLAN)
     except LambdaserveError:
-        return store.create_plan(DEFAULT_PLAN)
+        return store.create_plan(DEFAULT_PLAN, stages=[DEFAULT_STAGE])  # the served stage adds itself

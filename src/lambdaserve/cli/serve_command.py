@@ -102,8 +102,9 @@ def serve(
         served.append(_register(store, model, name, stage, trust, env, as_json))
 
     created_key = None
+    plan: Plan | None = None
     if not no_api_key:
-        plan = _default_plan(store, rate, burst, quota)
+        plan = _default_plan(store, rate, burst, quota, stage)
         if not any(k.enabled and k.plan_id == plan.id for k in store.api_keys()):
             _, created_key = store.create_key("default", plan.name)
     token, new_token = store.admin_token()
@@ -157,13 +158,23 @@ def serve(
             return
         out.print(f"[green]✓[/] Serving on [bold]{base}[/]  (state: {store.root})")
         for route_name, route_stage in routes:
-            out.print(f"  POST {base}/{route_stage}/{route_name}/predict")
+            out.print(f"  POST {base}/{route_stage}/{route_name}" + ("" if handlers else "/predict"))
         if not routes:
             out.print("  Nothing registered yet: upload a model in the console.")
-        if created_key:
-            out.print(f"  API key (shown once): [bold]{created_key}[/]")
-        elif not no_api_key:
-            out.print("  API key: your existing one (make another: lambdaserve keys create --name NAME)")
+        if plan is not None:
+            where = f"plan default, {'stage' if len(plan.stages) == 1 else 'stages'} {', '.join(plan.stages)}"
+            if created_key:
+                out.print(f"  API key (shown once; {where}): [bold]{created_key}[/]")
+            else:
+                out.print(
+                    f"  API key: your existing one ({where}; another: lambdaserve keys create --name NAME)"
+                )
+            others = sorted({s for _, s in routes} - set(plan.stages))
+            if others:
+                out.print(
+                    f"  Its key gets 403 on {', '.join(others)}, as on API Gateway; to allow it: "
+                    f"lambdaserve plans update default --stage {','.join([*plan.stages, *others])}"
+                )
         if new_token:
             out.print(f"  Admin token (shown once, also in {store.root / 'admin-token'}): {token}")
         out.print(f"  Console: {base}/_/  (sign in with the admin token)")
@@ -222,14 +233,16 @@ def _publish(
     return record.model, str(record.version)
 
 
-def _default_plan(store: Store, rate: float | None, burst: int | None, quota: str | None) -> Plan:
+def _default_plan(store: Store, rate: float | None, burst: int | None, quota: str | None, stage: str) -> Plan:
+    """The plan serve's key lives in: ``default``, attached to the stage served, with the
+    throttle and quota given on the command line (changed if they differ)."""
     limit, period = parse_quota(quota)
     if rate is not None and burst is None:
         burst = max(1, int(rate))
     existing = {p.name: p for p in store.plans()}
     if "default" not in existing:
-        return store.create_plan("default", rate, burst, limit, period)
-    plan = existing["default"]
+        return store.create_plan("default", rate, burst, limit, period, [stage])
+    plan = store.attach_stage("default", stage)
     if (rate, burst, limit, period) != (None, None, None, None) and (
         plan.rate,
         plan.burst,

@@ -15,7 +15,9 @@ Admin API:
                                                        "key": {"name", "plan"}} -> report, endpoint, key
     PUT    /_/api/models/{model}/stages/{stage}       {"version": 2, "canary": {"version": 3, "weight": 10}}
     POST   /_/api/models/{model}/stages/{stage}/rollback
-    GET    /_/api/plans        POST /_/api/plans      {"name", "rate", "burst", "quota": "100/DAY"}
+    GET    /_/api/plans        POST /_/api/plans      {"name", "rate", "burst", "quota": "100/DAY",
+                                                       "stages": ["test", "prod"]}
+    PATCH  /_/api/plans/{plan}                        the fields to change (null removes a limit)
     GET    /_/api/keys         POST /_/api/keys       {"name", "plan"}  -> the key's value, once
     DELETE /_/api/keys/{key}                          revoke
     GET    /_/api/logs/{model}?lines=100
@@ -163,17 +165,33 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
                 fields.whole_number(data, "burst", low=1),
                 limit,
                 period,
+                fields.names(data, "stages") or [gateway.settings.stage],
             )
             gateway.catalog.refresh(force=True)
             return JSONResponse(plan.to_dict(), status_code=201)
         return JSONResponse({"plans": [p.to_dict() for p in store.plans()]})
 
+    async def change_plan(request: HTTPRequest) -> Response:
+        data = await body(request)
+        current = store.plan(request.path_params["plan"])
+        rate, burst = current.rate, current.burst
+        if "rate" in data or "burst" in data:
+            rate = fields.decimal(data, "rate", low=0, high=1_000_000)
+            burst = fields.whole_number(data, "burst", low=1)
+        limit, period = current.quota_limit, current.quota_period
+        if "quota" in data:
+            limit, period = parse_quota(fields.text(data, "quota") or None)
+        stages = fields.names(data, "stages") if "stages" in data else None
+        plan = store.update_plan(current.name, rate, burst, limit, period, stages)
+        gateway.catalog.refresh(force=True)
+        return JSONResponse(plan.to_dict())
+
     async def keys(request: HTTPRequest) -> Response:
         if request.method == "POST":
             data = await body(request)
-            key, value = store.create_key(
-                fields.text(data, "name", default="key") or "key", fields.text(data, "plan") or None
-            )
+            named = fields.text(data, "plan")
+            chosen = store.plan(named) if named else store.default_plan(gateway.settings.stage)
+            key, value = store.create_key(fields.text(data, "name", default="key") or "key", chosen.id)
             gateway.catalog.refresh(force=True)
             return JSONResponse({**key.to_dict(), "value": value}, status_code=201)
         listed = []
@@ -242,7 +260,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
 
     routes = [
         Route("/", root),
-        *console_routes(sessions, uploads.max_bytes),
+        *console_routes(sessions, uploads.max_bytes, gateway.settings.stage),
         Route("/_/health", health),
         Route("/_/metrics", guarded(metrics)),
         Route("/_/openapi.json", openapi),
@@ -252,6 +270,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/models/{model}/stages/{stage}", guarded(promote), methods=["PUT"]),
         Route("/_/api/models/{model}/stages/{stage}/rollback", guarded(rollback), methods=["POST"]),
         Route("/_/api/plans", guarded(plans), methods=["GET", "POST"]),
+        Route("/_/api/plans/{plan}", guarded(change_plan), methods=["PATCH"]),
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),

@@ -47,7 +47,8 @@ FAILED_SIGN_IN_DELAY_S = 0.3  # slows guessing; the token is 256 random bits any
 MAX_FORM_BYTES = 4096
 
 
-def console_routes(sessions: SessionBook, max_upload_bytes: int) -> list[BaseRoute]:
+def console_routes(sessions: SessionBook, max_upload_bytes: int, stage: str) -> list[BaseRoute]:
+    """The pages; ``stage`` is the one served, the default for new plans and uploads."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -111,6 +112,7 @@ def console_routes(sessions: SessionBook, max_upload_bytes: int) -> list[BaseRou
                 csrf_token=access.session.csrf_token,
                 max_upload_bytes=max_upload_bytes,
                 accepted=ACCEPTED,
+                stage=stage,
             )
 
         return endpoint

@@ -253,7 +253,7 @@ class Gateway:
                 raise HeadersTooLarge()
             if declared_length is not None and declared_length > MAX_BODY_BYTES:
                 raise RequestTooLong()
-            self._authenticate(request)
+            self._authenticate(request, stage)
         except GatewayError as exc:
             return self._refused(exc, request_id, *labels)
         return None
@@ -281,7 +281,7 @@ class Gateway:
             raise HeadersTooLarge()
         if len(request.body) > MAX_BODY_BYTES:
             raise RequestTooLong()
-        key = self._authenticate(request)
+        key = self._authenticate(request, stage)
         if key is not None:
             try:
                 number = self.usage.admit(key, self.catalog.plans.get(key.plan_id or ""))
@@ -332,12 +332,17 @@ class Gateway:
             raise MissingAuthenticationToken()
         return stage, name, route, f"/{name}/{route}"
 
-    def _authenticate(self, request: Request) -> ApiKey | None:
+    def _authenticate(self, request: Request, stage: str) -> ApiKey | None:
+        """The caller's key, or 403: missing, unknown, revoked, or its usage plan not attached
+        to this stage (as API Gateway accepts a key only on its plan's API stages)."""
         if not self.settings.api_key_required:
             return None
         value = request.headers.get("x-api-key")
         key = self.catalog.key(value) if value else None
         if key is None:
+            raise Forbidden()
+        plan = self.catalog.plans.get(key.plan_id or "")
+        if plan is None or stage not in plan.stages:
             raise Forbidden()
         return key
 

@@ -53,6 +53,18 @@ def text(data: dict[str, Any], field: str, *, default: str = "", longest: int = 
     return value
 
 
+def names(data: dict[str, Any], field: str, *, most: int = 64) -> list[str] | None:
+    """``data[field]`` as a list of strings (at most ``most``); None when absent or null."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > most or not all(isinstance(v, str) for v in value):
+        raise LambdaserveError(
+            f'{field} must be a list of at most {most} names, e.g. ["test", "prod"], not {_shown(value)}.'
+        )
+    return value
+
+
 def _shown(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 40 else shown[:37] + "..."

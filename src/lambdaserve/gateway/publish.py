@@ -32,8 +32,8 @@ from lambdaserve.execution.target import check_name
 from lambdaserve.gateway.core import Gateway
 from lambdaserve.gateway.functions import Function
 from lambdaserve.gateway.uploads import Upload, UploadRefused
-from lambdaserve.store import ModelVersion, Store
-from lambdaserve.store.store import check_stage
+from lambdaserve.store import ModelVersion, Plan, Store
+from lambdaserve.store.store import DEFAULT_PLAN, check_stage
 
 
 async def publish_upload(
@@ -49,6 +49,7 @@ async def publish_upload(
     key_options = options.get("key")
     if key_options is not None and not isinstance(key_options, dict):
         raise UploadRefused(400, '\'key\' must be an object such as {"name": "alice", "plan": "default"}.')
+    key_plan = _key_plan(gateway.store, key_options, stage) if key_options is not None else None
     started = time.perf_counter()
 
     try:
@@ -105,7 +106,8 @@ async def publish_upload(
 
     key: dict[str, Any] | None = None
     if key_options is not None:
-        made, value = store.create_key(str(key_options.get("name") or model), key_options.get("plan") or None)
+        plan = key_plan or store.default_plan(stage)
+        made, value = store.create_key(str(key_options.get("name") or model)[:64], plan.id)
         gateway.catalog.refresh(force=True)
         key = {**made.to_dict(), "value": value}
     endpoint = f"{base_url}/{stage}/{model}/predict"
@@ -124,6 +126,26 @@ async def publish_upload(
         "key": key,
         "check_ms": round(checked_ms, 1),
     }
+
+
+def _key_plan(store: Store, key_options: dict[str, Any], stage: str) -> Plan | None:
+    """The named plan for the key to make, checked before anything is published: it must
+    exist and be attached to the stage (None: the default plan, attached on the way)."""
+    name = key_options.get("plan")
+    if name in (None, "", DEFAULT_PLAN):
+        return None
+    try:
+        plan = store.plan(str(name))
+    except LambdaserveError as exc:
+        raise UploadRefused(400, exc.message, exc.hint) from None
+    if stage not in plan.stages:
+        raise UploadRefused(
+            400,
+            f"Plan {plan.name!r} is not attached to stage {stage!r}: a key in it would get 403 there.",
+            "Attach it first: lambdaserve plans update "
+            f"{plan.name} --stage {','.join([*plan.stages, stage])}",
+        )
+    return plan
 
 
 async def _start_init_early(

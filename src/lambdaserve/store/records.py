@@ -46,7 +46,8 @@ class Alias:
 
 @dataclass(frozen=True)
 class Plan:
-    """A usage plan: throttle (token bucket of ``burst`` refilled at ``rate``/s) and quota."""
+    """A usage plan: throttle (token bucket of ``burst`` refilled at ``rate``/s) and quota,
+    for the stages it is attached to (API Gateway's API stages): its keys work only there."""
 
     id: str
     name: str
@@ -55,14 +56,16 @@ class Plan:
     quota_limit: int | None = None
     quota_period: str | None = None  # DAY | WEEK | MONTH, in UTC
     created: str = ""
+    stages: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "stages": list(self.stages)}
 
     def describe(self) -> str:
         throttle = f"{self.rate:g}/s, burst {self.burst}" if self.rate is not None else "no throttle"
         quota = f"{self.quota_limit}/{self.quota_period}" if self.quota_limit is not None else "no quota"
-        return f"{throttle}; {quota}"
+        where = "stage" if len(self.stages) == 1 else "stages"
+        return f"{throttle}; {quota}; {where} {', '.join(self.stages)}"
 
 
 @dataclass(frozen=True)

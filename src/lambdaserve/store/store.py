@@ -21,7 +21,7 @@ import shutil
 import sqlite3
 import string
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS alias_history (
     changed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS plans (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, rate REAL, burst INTEGER,
-    quota_limit INTEGER, quota_period TEXT, created TEXT NOT NULL);
+    quota_limit INTEGER, quota_period TEXT, created TEXT NOT NULL, stages TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
     plan_id TEXT, enabled INTEGER NOT NULL DEFAULT 1, created TEXT NOT NULL, revoked TEXT);
@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (key_id, period_start));
 """
+DEFAULT_STAGE = "test"  # the stage serve, push and publish use unless told otherwise
+DEFAULT_PLAN = "default"  # the plan of keys made without one
 KEY_ALPHABET = string.ascii_letters + string.digits
 ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -96,6 +98,28 @@ class Store:
         have = {row["name"] for row in self.db.execute("PRAGMA table_info(deployments)")}
         if "base" not in have:
             self.db.execute("ALTER TABLE deployments ADD COLUMN base TEXT")
+        if "stages" not in {row["name"] for row in self.db.execute("PRAGMA table_info(plans)")}:
+            self._scope_plans_to_stages()
+
+    def _scope_plans_to_stages(self) -> None:
+        """Plans made before they had stages worked on every stage: attach each to every stage
+        the store knows (and ``test``), so their keys keep working where they did; a key made
+        without a plan joins ``default``, as keys made since do."""
+        with self.transaction() as db:
+            if "stages" in {row["name"] for row in db.execute("PRAGMA table_info(plans)")}:
+                return  # another process did it first
+            db.execute("ALTER TABLE plans ADD COLUMN stages TEXT NOT NULL DEFAULT ''")
+            known = {row[0] for row in db.execute("SELECT DISTINCT stage FROM aliases")} | {DEFAULT_STAGE}
+            db.execute("UPDATE plans SET stages = ?", (",".join(sorted(known)),))
+            if db.execute("SELECT 1 FROM keys WHERE plan_id IS NULL").fetchone():
+                row = db.execute("SELECT id FROM plans WHERE name = 'default'").fetchone()
+                plan_id = row[0] if row else _random(ID_ALPHABET, 6)
+                if row is None:
+                    db.execute(
+                        "INSERT INTO plans (id, name, created, stages) VALUES (?, 'default', ?, ?)",
+                        (plan_id, now(), ",".join(sorted(known))),
+                    )
+                db.execute("UPDATE keys SET plan_id = ? WHERE plan_id IS NULL", (plan_id,))
 
     def close(self) -> None:
         self.db.close()
@@ -267,18 +291,21 @@ class Store:
         burst: int | None = None,
         quota_limit: int | None = None,
         quota_period: str | None = None,
+        stages: Sequence[str] = (DEFAULT_STAGE,),
     ) -> Plan:
+        """A usage plan, attached to ``stages``: its keys are accepted there and nowhere else."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
             raise LambdaserveError(
                 f"{name!r} is not a valid plan name.", "Use letters, digits, '.', '-', '_'."
             )
         check_limits(rate, burst, quota_limit, quota_period)
-        plan = Plan(_random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now())
+        attached = check_stages(stages)
+        plan = Plan(_random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now(), attached)
         try:
             with self.transaction() as db:
                 db.execute(
-                    "INSERT INTO plans VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (plan.id, name, rate, burst, quota_limit, quota_period, plan.created),
+                    "INSERT INTO plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (plan.id, name, rate, burst, quota_limit, quota_period, plan.created, ",".join(attached)),
                 )
         except sqlite3.IntegrityError:
             raise LambdaserveError(f"A plan named {name!r} exists already.", "Choose another name.") from None
@@ -291,19 +318,42 @@ class Store:
         burst: int | None,
         quota_limit: int | None,
         quota_period: str | None,
+        stages: Sequence[str] | None = None,
     ) -> Plan:
-        """Change a plan's limits (as API Gateway's UpdateUsagePlan); keys keep their plan."""
+        """Change a plan's limits, and its stages when given (as API Gateway's UpdateUsagePlan);
+        keys keep their plan."""
         check_limits(rate, burst, quota_limit, quota_period)
         current = self.plan(name)
+        attached = current.stages if stages is None else check_stages(stages)
         with self.transaction() as db:
             db.execute(
-                "UPDATE plans SET rate = ?, burst = ?, quota_limit = ?, quota_period = ? WHERE id = ?",
-                (rate, burst, quota_limit, quota_period, current.id),
+                "UPDATE plans SET rate = ?, burst = ?, quota_limit = ?, quota_period = ?, stages = ? "
+                "WHERE id = ?",
+                (rate, burst, quota_limit, quota_period, ",".join(attached), current.id),
             )
-        return Plan(current.id, current.name, rate, burst, quota_limit, quota_period, current.created)
+        return Plan(
+            current.id, current.name, rate, burst, quota_limit, quota_period, current.created, attached
+        )
+
+    def attach_stage(self, name: str, stage: str) -> Plan:
+        """Attach ``stage`` to a plan that lacks it (what ``serve --stage`` does to its default plan)."""
+        plan = self.plan(name)
+        if stage in plan.stages:
+            return plan
+        return self.update_plan(
+            name, plan.rate, plan.burst, plan.quota_limit, plan.quota_period, [*plan.stages, stage]
+        )
+
+    def default_plan(self, stage: str) -> Plan:
+        """The plan named ``default`` (unlimited, made if missing), attached to ``stage``: where
+        a key made without a plan goes, so that it works on the stage it was made for."""
+        try:
+            return self.attach_stage(DEFAULT_PLAN, stage)
+        except LambdaserveError:
+            return self.create_plan(DEFAULT_PLAN, stages=[stage])
 
     def plans(self) -> list[Plan]:
-        return [Plan(**dict(r)) for r in self.db.execute("SELECT * FROM plans ORDER BY created, name")]
+        return [_plan(r) for r in self.db.execute("SELECT * FROM plans ORDER BY created, name")]
 
     def plan(self, name_or_id: str) -> Plan:
         row = self.db.execute("SELECT * FROM plans WHERE id = ?", (name_or_id,)).fetchone()
@@ -313,12 +363,13 @@ class Store:
                 f"No usage plan {name_or_id!r}.",
                 "Create one: lambdaserve plans create NAME --rate 10 --burst 10",
             )
-        return Plan(**dict(row))
+        return _plan(row)
 
     # -- API keys ----------------------------------------------------------------------
-    def create_key(self, name: str, plan: str | None = None) -> tuple[ApiKey, str]:
-        """Make a key; return its record and its value, which is never stored or shown again."""
-        plan_id = self.plan(plan).id if plan else None
+    def create_key(self, name: str, plan: str) -> tuple[ApiKey, str]:
+        """Make a key in ``plan`` (name or id; as on API Gateway, a key is used only through a
+        plan); return its record and its value, which is never stored or shown again."""
+        plan_id = self.plan(plan).id
         value = _random(KEY_ALPHABET, 40)
         key = ApiKey(_random(ID_ALPHABET, 10), name, value[:6], hash_key(value), plan_id, True, now())
         with self.transaction() as db:
@@ -433,6 +484,23 @@ def check_stage(stage: str) -> str:
             "Use letters, digits, '-' and '_', starting with a letter or digit (e.g. test, prod).",
         )
     return stage
+
+
+def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
+    """A plan's stages: at least one, each a valid stage name, in the order given, once each."""
+    attached = tuple(dict.fromkeys(check_stage(s.strip()) for s in stages))
+    if not attached:
+        raise LambdaserveError(
+            "A usage plan needs at least one stage: its keys are accepted only there.",
+            "e.g. --stage test,prod",
+        )
+    return attached
+
+
+def _plan(row: sqlite3.Row) -> Plan:
+    data = dict(row)
+    data["stages"] = tuple(s for s in (data.get("stages") or "").split(",") if s)
+    return Plan(**data)
 
 
 def _version(row: sqlite3.Row) -> ModelVersion:

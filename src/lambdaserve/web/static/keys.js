@@ -16,16 +16,20 @@
   }
 
   function throttle(plan) { return plan.rate !== null ? `${plan.rate}/s, burst ${plan.burst}` : "none"; }
+  function stages(plan) { return `${plan.stages.length === 1 ? "stage" : "stages"} ${plan.stages.join(", ")}`; }
   function quota(plan) { return plan.quota_limit !== null ? `${plan.quota_limit} per ${plan.quota_period.toLowerCase()}` : "no quota"; }
 
   function renderPlans(list, keys) {
     const select = $("key-plan");
     const chosen = select.value;
-    clear(select).append(el("option", { value: "" }, "no plan (unlimited)"),
-      ...list.map((p) => el("option", { value: p.name }, `${p.name} · ${quota(p)}`)));
-    select.value = chosen || (list.some((p) => p.name === "default") ? "default" : "");
+    // Every key is in a plan, as on API Gateway; "default" (unlimited) is made on first use.
+    const options = list.map((p) => el("option", { value: p.name }, `${p.name} · ${quota(p)} · ${stages(p)}`));
+    if (!list.some((p) => p.name === "default")) options.unshift(el("option", { value: "" }, "default (unlimited, made now)"));
+    clear(select).append(...options);
+    select.value = chosen && list.some((p) => p.name === chosen) ? chosen : (list.some((p) => p.name === "default") ? "default" : select.options[0]?.value ?? "");
     clear($("plans-table").tBodies[0]).append(...list.map((plan) => el("tr", { dataset: { plan: plan.name } },
       el("td", {}, el("b", {}, plan.name)),
+      el("td", {}, plan.stages.join(", ")),
       el("td", {}, throttle(plan)),
       el("td", {}, quota(plan)),
       el("td", {}, String(keys.filter((k) => k.plan === plan.name && k.enabled).length)),
@@ -94,10 +98,11 @@
     const body = {
       name: $("plan-name").value.trim(), rate, burst,
       quota: limit !== null ? `${limit}/${$("plan-period").value}` : null,
+      stages: $("plan-stages").value.split(",").map((s) => s.trim()).filter(Boolean),
     };
     try {
       const plan = await api("POST", "/plans", body);
-      toast(`Plan ${plan.name} created: throttle ${throttle(plan)}, quota ${quota(plan)}.`);
+      toast(`Plan ${plan.name} created: throttle ${throttle(plan)}, quota ${quota(plan)}, ${stages(plan)}.`);
       event.target.reset();
       await load();
       $("key-plan").value = plan.name;
