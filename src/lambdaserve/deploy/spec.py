@@ -13,6 +13,7 @@ from typing import Any
 
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.runtime.warm import warm_up_variable
 from lambdaserve.store.records import ModelVersion
 
 DEFAULT_MEMORY_MB = 512  # when the bundle records no measurement (made before lambdaserve measured INIT)
@@ -97,6 +98,7 @@ class Release:
         }
         if self.trusted_types:
             variables["LAMBDASERVE_TRUSTED_TYPES"] = ",".join(self.trusted_types)
+        variables.update(warm_up_variable(self.sample_input, 1024))  # within Lambda's 4 KB of variables
         return variables
 
 

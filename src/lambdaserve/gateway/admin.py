@@ -147,12 +147,12 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
             fields.whole_number(canary, "version", low=1) if canary else None,
             (fields.decimal(canary, "weight", low=0, high=100) or 0.0) if canary else 0.0,
         )
-        gateway.catalog.refresh(force=True)
+        gateway.refresh(force=True)
         return JSONResponse(alias.to_dict())
 
     async def rollback(request: HTTPRequest) -> Response:
         alias = store.rollback(request.path_params["model"], request.path_params["stage"])
-        gateway.catalog.refresh(force=True)
+        gateway.refresh(force=True)
         return JSONResponse(alias.to_dict() if alias else {"removed": True})
 
     async def plans(request: HTTPRequest) -> Response:
@@ -167,7 +167,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
                 period,
                 fields.names(data, "stages") or [gateway.settings.stage],
             )
-            gateway.catalog.refresh(force=True)
+            gateway.refresh(force=True)
             return JSONResponse(plan.to_dict(), status_code=201)
         return JSONResponse({"plans": [p.to_dict() for p in store.plans()]})
 
@@ -183,7 +183,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
             limit, period = parse_quota(fields.text(data, "quota") or None)
         stages = fields.names(data, "stages") if "stages" in data else None
         plan = store.update_plan(current.name, rate, burst, limit, period, stages)
-        gateway.catalog.refresh(force=True)
+        gateway.refresh(force=True)
         return JSONResponse(plan.to_dict())
 
     async def keys(request: HTTPRequest) -> Response:
@@ -192,7 +192,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
             named = fields.text(data, "plan")
             chosen = store.plan(named) if named else store.default_plan(gateway.settings.stage)
             key, value = store.create_key(fields.text(data, "name", default="key") or "key", chosen.id)
-            gateway.catalog.refresh(force=True)
+            gateway.refresh(force=True)
             return JSONResponse({**key.to_dict(), "value": value}, status_code=201)
         listed = []
         for key in store.api_keys():
@@ -210,7 +210,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
 
     async def revoke(request: HTTPRequest) -> Response:
         key = store.revoke_key(request.path_params["key"])
-        gateway.catalog.refresh(force=True)
+        gateway.refresh(force=True)
         return JSONResponse(key.to_dict())
 
     async def logs(request: HTTPRequest) -> Response:

@@ -10,6 +10,10 @@ took longer than the integration timeout). Every response carries ``x-amzn-Reque
 
 State comes from the store through ``Catalog``, refreshed whenever another process (the
 CLI) commits, so pushes, promotions, keys and plans take effect within a second or two.
+A stage follows its alias in the store only once the versions it newly names have run
+INIT (``routes``): until then requests keep going to the versions it served, so a promotion
+never makes callers wait for a cold start. A new stage, with nothing to keep serving, and a
+version whose INIT failed, are followed at once (the failure is then what callers see).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.gateway.usage import UsageLimiter
 from lambdaserve.runtime.apigw import compact, expand
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
+from lambdaserve.runtime.warm import warm_up_variable
 from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
 from lambdaserve.store.store import hash_key
 
@@ -145,6 +150,9 @@ class Gateway:
         self._warming: set[asyncio.Task[None]] = set()
         self._pythons: dict[tuple[str, tuple[str, ...]], PythonEnvironment] = {}
         self.handlers = {spec.name: spec for spec in self.settings.handlers}
+        # What requests follow: the store's aliases, each once its new versions are initialised.
+        self.routes: dict[tuple[str, str], Alias] = dict(self.catalog.aliases)
+        self._flips: dict[tuple[str, str], asyncio.Task[None]] = {}  # INIT before a flip, per version
 
     # -- lifecycle ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -178,6 +186,8 @@ class Gateway:
         task.add_done_callback(self._warming.discard)
 
     async def close(self) -> None:
+        for task in list(self._flips.values()):
+            task.cancel()
         for function in list(self.functions.values()):
             await function.stop()
         self.functions.clear()
@@ -185,9 +195,61 @@ class Gateway:
         self.logs.flush()
         await self.server.close()
 
+    def refresh(self, force: bool = False) -> None:
+        """Reload the store's state if it changed (``force``: even if not), and follow it."""
+        self.catalog.refresh(force)
+        self._follow_aliases()
+
+    def _follow_aliases(self) -> None:
+        """Point each stage at its alias in the store once the alias's new versions are initialised."""
+        for stage_key in [k for k in self.routes if k not in self.catalog.aliases]:
+            del self.routes[stage_key]  # rolled back past its first version: gone at once
+        for stage_key, alias in self.catalog.aliases.items():
+            current = self.routes.get(stage_key)
+            if current == alias:
+                continue
+            cold = [v for v in _versions(alias) - _versions(current) if not self._settled(alias.model, v)]
+            if current is None or not cold:
+                self.routes[stage_key] = alias
+                continue
+            # INIT them in the background, with as many environments as the stage uses now;
+            # the stage flips when they are ready.
+            busy = sum(
+                len(f.environments) for v in _versions(current) if (f := self.functions.get((alias.model, v)))
+            )
+            for version in cold:
+                self._init_then_follow(alias.model, version, max(1, busy))
+
+    def _settled(self, name: str, version: str) -> bool:
+        """Whether a version's INIT has run: it can take requests at once (or has failed)."""
+        function = self.functions.get((name, version))
+        return function is not None and function.settled
+
+    def _init_then_follow(self, name: str, version: str, environments: int) -> None:
+        if (name, version) in self._flips:
+            return
+
+        async def init() -> None:
+            try:
+                function = await self.function(name, version)
+                wanted = max(environments, self.settings.function.provisioned)
+                with contextlib.suppress(Exception):  # an INIT failure is logged, and settles it too
+                    await function.warm_up(wanted)
+            finally:
+                self._flips.pop((name, version), None)
+            self._follow_aliases()
+
+        task = asyncio.get_running_loop().create_task(init())
+        self._flips[(name, version)] = task
+
+    async def following(self) -> None:
+        """Wait until the stages follow the store: the INITs their flips wait on are done."""
+        while self._flips:
+            await asyncio.gather(*self._flips.values(), return_exceptions=True)
+
     def housekeeping(self) -> None:
         """Run every half second: pick up changes, write usage and logs, reap idle environments."""
-        self.catalog.refresh()
+        self.refresh()
         self.usage.flush()
         self.logs.flush()
         self.series.maybe_sample(self.stage_routes())
@@ -201,10 +263,8 @@ class Gateway:
 
     def routed_versions(self) -> set[tuple[str, str]]:
         routed = {(name, "$LATEST") for name in self.handlers}
-        for alias in self.catalog.aliases.values():
-            routed.add((alias.model, str(alias.version)))
-            if alias.canary_version is not None:
-                routed.add((alias.model, str(alias.canary_version)))
+        for alias in [*self.routes.values(), *self.catalog.aliases.values()]:
+            routed |= {(alias.model, version) for version in _versions(alias)}
         return routed
 
     def stage_routes(self) -> dict[tuple[str, str], list[str]]:
@@ -212,7 +272,7 @@ class Gateway:
         routes: dict[tuple[str, str], list[str]] = {
             (name, self.settings.stage): ["$LATEST"] for name in self.handlers
         }
-        for (model, stage), alias in self.catalog.aliases.items():
+        for (model, stage), alias in self.routes.items():
             versions = [str(alias.version)]
             if alias.canary_version is not None:
                 versions.append(str(alias.canary_version))
@@ -325,7 +385,7 @@ class Gateway:
         if request.method != "POST" or len(parts) != 3 or parts[2] not in ROUTES:
             raise MissingAuthenticationToken()
         stage, name, route = parts
-        alias = self.catalog.aliases.get((name, stage))
+        alias = self.routes.get((name, stage))
         # /predict_proba exists only where the stage's model has it, as a resource
         # exists only where it was deployed; either way, before any key is looked at.
         if alias is None or (route == "predict_proba" and not self._has_proba(name, str(alias.version))):
@@ -349,7 +409,7 @@ class Gateway:
     def _version_for(self, name: str, stage: str) -> str:
         if name in self.handlers:
             return "$LATEST"
-        alias = self.catalog.aliases[(name, stage)]
+        alias = self.routes[(name, stage)]
         if alias.canary_version is not None and self.rng() * 100 < alias.canary_weight:
             return str(alias.canary_version)
         return str(alias.version)
@@ -461,6 +521,7 @@ class Gateway:
                 "LAMBDASERVE_MODEL_FORMAT": record.format,
                 "LAMBDASERVE_MODEL_VERSION": version,
                 "LAMBDASERVE_TRUSTED_TYPES": ",".join(record.manifest.get("trusted_types") or []),
+                **warm_up_variable(record.manifest.get("sample_input"), 4096),
             }
             cwd = None
         return Function(
@@ -494,6 +555,13 @@ class Gateway:
 
 class _GaveUp(Exception):
     """The integration timeout passed: the caller stops waiting; the invocation goes on."""
+
+
+def _versions(alias: Alias | None) -> set[str]:
+    """The versions a stage sends requests to: its version, and its canary's."""
+    if alias is None:
+        return set()
+    return {str(v) for v in (alias.version, alias.canary_version) if v is not None}
 
 
 def _stop_waiting(pending: asyncio.Future[Outcome]) -> None:

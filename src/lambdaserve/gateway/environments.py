@@ -264,6 +264,7 @@ class Template:
         message, reader, writer = arrival.result()
         self.init_logs = list(message.get("logs") or [])
         if message.get("type") != "template":
+            writer.close()  # the failed INIT's connection: the process is gone with it
             self.close()
             error = {k: message.get(k) for k in ("errorType", "errorMessage", "stackTrace")}
             raise InitFailed(error, self.init_logs + self.drain_output())

@@ -132,12 +132,32 @@ class Function:
         self._spawned: Template | None = None
 
     # -- public ------------------------------------------------------------------------
+    @property
+    def settled(self) -> bool:
+        """INIT has run: an environment can be forked at once, or INIT failed (recently)."""
+        return self.template is not None or bool(self.environments) or self._init_failure is not None
+
     async def start(self, environments: int | None = None) -> None:
         """Run INIT now and make the provisioned environments (provisioned concurrency)."""
         await self._ensure_template()
         wanted = self.settings.provisioned if environments is None else environments
         for _ in range(max(0, wanted - len(self.environments) - self.forking)):
             self._grow_later()
+
+    async def warm_up(self, environments: int) -> None:
+        """Run INIT and have ``environments`` environments (at most the limit) made and idle:
+        what a stage waits for before it sends this version its traffic. Nobody waits on this
+        INIT, so it runs at idle CPU priority where the OS allows (see forkserver)."""
+        if self.template is None and self._spawned is None:
+            self._spawned = self._new_template(background=True)
+        await self._ensure_template()
+        wanted = min(environments, self.settings.limit) - len(self.environments) - self.forking
+        self.forking += max(0, wanted)
+        grown = [asyncio.get_running_loop().create_task(self._grow()) for _ in range(max(0, wanted))]
+        self._tasks.update(grown)
+        for task in grown:
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.gather(*grown, return_exceptions=True)
 
     async def invoke(self, event: Any, request_id: str) -> Outcome:
         return await self.submit(event, request_id)
@@ -257,6 +277,7 @@ class Function:
             try:
                 init_ms = await template.start(self.settings.init_timeout_s)
             except InitFailed as failure:
+                await template.stop()  # reaped: a failed INIT leaves no process behind
                 self._init_failure = (time.monotonic(), failure)
                 self.logs.write(self.name, [*failure.logs, *_init_error_lines(failure.error)])
                 self._tell(
@@ -278,9 +299,10 @@ class Function:
             self._spawned = self._new_template()
             self._spawned.spawn()
 
-    def _new_template(self) -> Template:
+    def _new_template(self, background: bool = False) -> Template:
         python, env, cwd = self.template_spec
-        return Template(self.server, python, env, cwd)
+        idle = {"LAMBDASERVE_INIT_IDLE": "1"} if background else {}
+        return Template(self.server, python, {**env, **idle}, cwd)
 
     def _grow_later(self) -> None:
         # Counted now, not when the task runs: every _schedule in this turn must see it.

@@ -129,7 +129,7 @@ def _resolve(gateway: Gateway, name: str, qualifier: str | None) -> str | None:
         return str(versions[-1])
     if qualifier.isdigit():
         return qualifier if int(qualifier) in versions else None
-    alias = gateway.catalog.aliases.get((name, qualifier))
+    alias = gateway.routes.get((name, qualifier))
     if alias is None:
         return None
     if alias.canary_version is not None and gateway.rng() * 100 < alias.canary_weight:

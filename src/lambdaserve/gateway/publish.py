@@ -99,7 +99,7 @@ async def publish_upload(
     moved = alias is None or (options.get("promote") is True and alias.version != record.version)
     if moved:
         alias = store.set_alias(model, stage, record.version)
-    gateway.catalog.refresh(force=True)
+    gateway.refresh(force=True)
     if alias is not None and record.version in (alias.version, alias.canary_version):
         # INIT now, while the client reads the report: the first request finds the version warm.
         gateway.warm_later(model, str(record.version))
@@ -108,7 +108,7 @@ async def publish_upload(
     if key_options is not None:
         plan = key_plan or store.default_plan(stage)
         made, value = store.create_key(str(key_options.get("name") or model)[:64], plan.id)
-        gateway.catalog.refresh(force=True)
+        gateway.refresh(force=True)
         key = {**made.to_dict(), "value": value}
     endpoint = f"{base_url}/{stage}/{model}/predict"
     return {

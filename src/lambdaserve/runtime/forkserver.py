@@ -8,6 +8,10 @@ model's memory pages, and connects to the gateway's Unix socket. Each ``fork`` m
 makes a child: a new execution environment that already holds the loaded model, as a
 Lambda SnapStart environment is restored from a snapshot taken after INIT. The child
 opens its own connection to the gateway and serves invocations, one message at a time.
+Before it says hello, a child runs the handler module's ``after_restore()`` when there is
+one (as SnapStart runs afterRestore hooks): lambdaserve's handler predicts its warm-up
+sample again there, so the pages a request touches are copied before a request waits on
+them (the first request of a new environment: about 1 ms instead of 5 to 12).
 
 Frames: a 4-byte little-endian length, then a JSON object.
 
@@ -110,7 +114,10 @@ def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def serve_environment(path: str, env_id: str, handler: Any, batch: Any) -> None:
+def serve_environment(path: str, env_id: str, handler: Any, batch: Any, restore: Any = None) -> None:
+    if callable(restore):
+        with contextlib.suppress(Exception), captured():
+            restore()
     sock = connect(path)
     send(sock, {"type": "hello", "envId": env_id, "pid": os.getpid()})
     stream = sock.makefile("rb")
@@ -119,12 +126,36 @@ def serve_environment(path: str, env_id: str, handler: Any, batch: Any) -> None:
             send(sock, _invoke(handler, batch, message))
 
 
+def _init_in_background() -> bool:
+    """A background INIT (a stage waiting to flip, LAMBDASERVE_INIT_IDLE=1) runs at idle CPU
+    priority, so that it takes no CPU from the requests being served meanwhile; only where
+    the normal priority can be taken back after INIT (as root, or with RLIMIT_NICE >= 20),
+    as the environments forked from this process inherit it."""
+    if os.environ.pop("LAMBDASERVE_INIT_IDLE", "") != "1" or not hasattr(os, "SCHED_IDLE"):
+        return False
+    import resource
+
+    if os.geteuid() != 0 and resource.getrlimit(resource.RLIMIT_NICE)[0] < 20:
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
+def _leave_background() -> None:
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def main() -> int:
     path, template_id = sys.argv[1], sys.argv[2]
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
     started = time.perf_counter()
+    background = _init_in_background()
     with captured() as output:
         try:
             module, handler = load_handler(os.environ.get("_HANDLER") or DEFAULT_HANDLER)
@@ -138,7 +169,10 @@ def main() -> int:
     if failure is not None:
         send(control, {"type": "initError", "id": template_id, "logs": logs, **failure})
         return 1
+    if background:
+        _leave_background()
     batch = getattr(module, "handle_batch", None)
+    restore = getattr(module, "after_restore", None)
     init_ms = (time.perf_counter() - started) * 1000
     gc.collect()
     gc.freeze()  # children share these objects' pages: no GC pass touches them
@@ -155,7 +189,7 @@ def main() -> int:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:
-                serve_environment(path, message["envId"], handler, batch)
+                serve_environment(path, message["envId"], handler, batch, restore)
             finally:
                 os._exit(0)
         send(control, {"type": "forked", "envId": message["envId"], "pid": pid})

@@ -15,6 +15,9 @@ Environment:
   LAMBDASERVE_MODEL_FORMAT     pickle | joblib | skops | onnx (default: from the suffix)
   LAMBDASERVE_MODEL_VERSION    reported in x-lambdaserve-model-version (default: hash prefix)
   LAMBDASERVE_TRUSTED_TYPES    comma-separated types a skops file may build
+  LAMBDASERVE_WARM_UP          a request body (the packaged sample) predicted once during INIT:
+                               a model's first call pays for lazy set-up (10 ms or more for a
+                               scikit-learn pipeline), which then no request pays
 """
 
 from __future__ import annotations
@@ -64,7 +67,23 @@ class PredictionService:
         trusted = [t for t in environ.get("LAMBDASERVE_TRUSTED_TYPES", "").split(",") if t]
         model = models.load_model(path, fmt, trusted)
         version = environ.get("LAMBDASERVE_MODEL_VERSION") or (expected or source.sha256_of(path))[:12]
-        return cls(model, version)
+        service = cls(model, version)
+        if environ.get("LAMBDASERVE_WARM_UP"):
+            service.warm_up(environ["LAMBDASERVE_WARM_UP"])
+        return service
+
+    def warm_up(self, body: str) -> None:
+        """Predict ``body`` once, answering nobody: the model's first-call costs are paid in INIT.
+
+        A sample the model does not take is ignored: it only means no warm-up.
+        """
+        try:
+            x = self.model.prepare(parse_event({"body": body}).instances)
+            self.model.predict(x)
+            if self.model.has_proba:
+                self.model.predict_proba(x)
+        except Exception:
+            return
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         """One invocation: one event in, one API Gateway proxy response out."""
@@ -229,6 +248,13 @@ def is_keep_warm(event: Any) -> bool:
     return isinstance(event, dict) and (
         event.get("lambdaserve") == "warm" or event.get("detail-type") == "Scheduled Event"
     )
+
+
+def after_restore() -> None:
+    """Run in each environment forked from a template (the local gateway's SnapStart-like
+    restore): the warm-up again, so the new environment's first request finds warm pages."""
+    if _service is not None and os.environ.get("LAMBDASERVE_WARM_UP"):
+        _service.warm_up(os.environ["LAMBDASERVE_WARM_UP"])
 
 
 def handle_batch(events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]:
