@@ -245,6 +245,30 @@ def test_health_says_ok(contract: Contract) -> None:
     assert (response.status_code, response.json()["status"]) == (200, "ok")
 
 
+def test_each_answer_carries_the_apigw_id_the_event_had_and_one_content_type(contract: Contract) -> None:
+    # GIVEN a handler that answers with a lower-case content-type, and a header given twice
+    asked = {
+        "answer_headers": {"content-type": "text/plain", "X-Colour": "red"},
+        "answer_multi_headers": {"x-colour": ["blue", "green"]},
+    }
+    # WHEN it is called
+    response = contract.served.post("/test/tools", json.dumps(asked))
+    # THEN one Content-Type, the handler's; multiValueHeaders win for a name given twice
+    assert response.headers.get_list("content-type") == ["text/plain"]
+    assert response.headers.get_list("x-colour") == ["blue, green"]
+    # AND x-amz-apigw-id, 16 characters of base64, is the event's extendedRequestId
+    apigw_id = response.headers["x-amz-apigw-id"]
+    assert len(apigw_id) == 16
+    assert base64.b64decode(apigw_id)
+    assert response.json()["extendedRequestId"] == apigw_id
+    # AND API Gateway's own answers carry one too, in compact JSON as AWS writes them
+    refused = contract.served.post("/test/topics/predict", ORBIT, key="not-a-key")
+    assert (refused.status_code, refused.content) == (403, b'{"message":"Forbidden"}')
+    assert len(refused.headers["x-amz-apigw-id"]) == 16
+    missing = httpx.post(contract.served.base + "/test/nothing/predict", content=ORBIT)
+    assert missing.content == b'{"message":"Missing Authentication Token"}'
+
+
 @pytest.mark.parametrize("path", ["/", "/_/health", "/_/metrics", "/_/openapi.json"])
 def test_lambdaserves_own_paths_carry_a_request_id_too(contract: Contract, path: str) -> None:
     assert_request_id(httpx.get(contract.served.base + path))

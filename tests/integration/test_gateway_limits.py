@@ -80,7 +80,7 @@ def test_a_300_mb_body_without_a_key_is_refused_before_it_is_read(served: Served
         answers.append((conn, read_response(conn)))
     # THEN each got API Gateway's 413 at once, after 64 KB of 300 MB, and the connection ends
     for conn, (status, headers, body) in answers:
-        assert (status, body) == (413, b'{"message": "Request Too Long"}')
+        assert (status, body) == (413, b'{"message":"Request Too Long"}')
         assert headers["connection"] == "close"
         assert "x-amzn-requestid" in headers
         conn.close()
@@ -105,7 +105,7 @@ def test_a_chunked_body_is_counted_as_it_comes_and_stopped_at_10_mb(served: Serv
             break
     status, headers, body = read_response(conn)
     conn.close()
-    assert (status, body) == (413, b'{"message": "Request Too Long"}')
+    assert (status, body) == (413, b'{"message":"Request Too Long"}')
     assert headers["connection"] == "close"
     # the server held at most about the 10 MB it counted
     assert peak_rss_mb(served) - before < 60
@@ -116,7 +116,7 @@ def test_a_chunked_body_without_a_key_gets_403_before_any_of_it_is_read(served: 
     conn.sendall(b"POST /test/topics/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     status, headers, body = read_response(conn)
     conn.close()
-    assert (status, body) == (403, b'{"message": "Forbidden"}')
+    assert (status, body) == (403, b'{"message":"Forbidden"}')
     assert headers["connection"] == "close"
 
 
@@ -129,7 +129,7 @@ def test_headers_over_10_kb_are_refused(served: Served) -> None:
     conn.sendall(head.encode())
     status, _, body = read_response(conn)
     conn.close()
-    assert (status, body) == (431, b'{"message": "Request Header Fields Too Large"}')
+    assert (status, body) == (431, b'{"message":"Request Header Fields Too Large"}')
     # and just under the limit, the same request is served
     just_under = served.post("/test/topics/predict", '["the rocket"]')
     assert just_under.status_code == 200

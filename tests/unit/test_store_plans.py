@@ -80,3 +80,24 @@ def test_stages_are_checked_trimmed_and_kept_once_in_order(
 def test_bad_stage_lists_are_refused(given: list[str]) -> None:
     with pytest.raises(LambdaserveError):
         check_stages(given)
+
+
+def test_the_state_directory_and_database_are_private_to_their_owner(tmp_path: Path) -> None:
+    # GIVEN a state directory made now, and one an older lambdaserve left open to everyone
+    fresh = Store(tmp_path / "fresh")
+    fresh.create_plan("written")  # the WAL and shared-memory files exist from the first write
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    sqlite3.connect(old / "state.db").close()
+    (old / "state.db").chmod(0o644)
+    # WHEN a lambdaserve opens them
+    reopened = Store(old)
+    # THEN only their owner may enter the directory or read the database and its files
+    for root in (tmp_path / "fresh", old):
+        assert root.stat().st_mode & 0o777 == 0o700
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            if (root / name).exists():
+                assert (root / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "fresh" / "state.db-wal").exists()
+    fresh.close()
+    reopened.close()

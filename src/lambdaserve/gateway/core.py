@@ -6,7 +6,8 @@ otherwise), check the size (413), the API key (403 "Forbidden"), the usage plan'
 and throttle (429), pick the stage's version (the canary with its weight), build the
 REST proxy event, invoke the function version, and turn its proxy response into the HTTP
 response (502 when the function failed or answered something malformed, 504 when it
-took longer than the integration timeout). Every response carries ``x-amzn-RequestId``.
+took longer than the integration timeout). Every response carries ``x-amzn-RequestId`` and
+``x-amz-apigw-id`` (the event's ``extendedRequestId``), as API Gateway's do.
 
 State comes from the store through ``Catalog``, refreshed whenever another process (the
 CLI) commits, so pushes, promotions, keys and plans take effect within a second or two.
@@ -52,7 +53,7 @@ from lambdaserve.gateway.metrics import Metrics
 from lambdaserve.gateway.series import LiveSignals, SeriesRecorder
 from lambdaserve.gateway.settings import FunctionSettings
 from lambdaserve.gateway.usage import UsageLimiter
-from lambdaserve.runtime.apigw import compact, expand
+from lambdaserve.runtime.apigw import compact, expand, new_apigw_id
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 from lambdaserve.runtime.warm import warm_up_variable
 from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
@@ -282,16 +283,18 @@ class Gateway:
     # -- requests ----------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
+        apigw_id = new_apigw_id()
         started = time.perf_counter()
         labels = ["", "", ""]  # model, stage, version: filled in as they become known
         counted: list[int] = []  # this request's number in the quota counts, once admitted
         try:
-            response = await self._handle(request, request_id, labels, counted)
+            response = await self._handle(request, (request_id, apigw_id), labels, counted)
         except GatewayError as exc:
             response = error_response(exc)
         if counted:  # its count reaches the store before its answer leaves
             self.usage.written(counted[0])
         response.headers["x-amzn-RequestId"] = request_id
+        response.headers["x-amz-apigw-id"] = apigw_id
         model, stage, version = labels
         self.metrics.request(model, stage, version, response.status, time.perf_counter() - started)
         return response
@@ -329,12 +332,14 @@ class Gateway:
     def _refused(self, exc: GatewayError, request_id: str, name: str, stage: str) -> Response:
         response = error_response(exc)
         response.headers["x-amzn-RequestId"] = request_id
+        response.headers["x-amz-apigw-id"] = new_apigw_id()
         self.metrics.request(name, stage, "", response.status, 0.0)
         return response
 
     async def _handle(
-        self, request: Request, request_id: str, labels: list[str], counted: list[int]
+        self, request: Request, ids: tuple[str, str], labels: list[str], counted: list[int]
     ) -> Response:
+        request_id = ids[0]  # and ids[1], the x-amz-apigw-id, for the event
         stage, name, route, resource = self._route(request)
         labels[:2] = [name, stage]
         if header_size(request) > MAX_HEADER_BYTES:
@@ -354,7 +359,7 @@ class Gateway:
         version = self._version_for(name, stage)
         labels[2] = version
         function = await self.function(name, version)
-        event = self._event(request, request_id, stage, name, route, resource, key)
+        event = self._event(request, ids, stage, name, route, resource, key)
         if (
             len(request.body) + 2048 > MAX_PAYLOAD_BYTES
             and len(json.dumps(expand(event))) > MAX_PAYLOAD_BYTES
@@ -421,7 +426,7 @@ class Gateway:
     def _event(
         self,
         request: Request,
-        request_id: str,
+        ids: tuple[str, str],
         stage: str,
         name: str,
         route: str,
@@ -452,7 +457,8 @@ class Gateway:
             source_ip=request.source_ip,
             api_key=request.headers.get("x-api-key") if key else None,
             api_key_id=key.id if key else None,
-            request_id=request_id,
+            request_id=ids[0],
+            extended_request_id=ids[1],
             domain_name=self.settings.domain_name,
             **handler_path,
         )
@@ -590,10 +596,15 @@ def proxy_to_http(outcome: Outcome) -> Response:
         status = int(status)
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise BadGateway("Malformed Lambda proxy response: no valid statusCode")
-    headers = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
+    # One header per name, whatever its case (HTTP names are case-insensitive): values from
+    # multiValueHeaders win over the same name in headers, as API Gateway merges them.
+    named: dict[str, tuple[str, str]] = {}
+    for name, value in (payload.get("headers") or {}).items():
+        named[str(name).lower()] = (str(name), str(value))
     for name, values in (payload.get("multiValueHeaders") or {}).items():
-        headers[str(name)] = ", ".join(str(v) for v in values)
-    headers.setdefault("Content-Type", "application/json")
+        named[str(name).lower()] = (str(name), ", ".join(str(v) for v in values))
+    named.setdefault("content-type", ("Content-Type", "application/json"))
+    headers = dict(named.values())
     body = payload.get("body")
     if body is None:
         raw = b""

@@ -35,7 +35,7 @@ REGION = "us-east-1"
 
 def _error(status: int, error_type: str, message: str, request_id: str, **extra: str) -> Response:
     return Response(
-        json.dumps({"Type": "User", "message": message, **extra}),
+        json.dumps({"Type": "User", "message": message, **extra}, separators=(",", ":")),
         status_code=status,
         media_type="application/json",
         headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": request_id},
@@ -48,11 +48,7 @@ def payload_too_large(limit: int) -> HTTPResponse:
         "Type": "User",
         "message": f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
     }
-    return HTTPResponse(
-        413,
-        {"Content-Type": "application/json", "x-amzn-ErrorType": "RequestEntityTooLargeException"},
-        json.dumps(body).encode(),
-    )
+    return HTTPResponse.json(413, body, {"x-amzn-ErrorType": "RequestEntityTooLargeException"})
 
 
 async def invoke_function(gateway: Gateway, request: HTTPRequest) -> Response:

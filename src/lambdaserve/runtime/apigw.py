@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import secrets
 import time
 import uuid
 from typing import Any
@@ -41,6 +42,7 @@ def rest_proxy_event(
     resource: str | None = None,
     path: str | None = None,
     path_parameters: dict[str, str] | None = None,
+    extended_request_id: str | None = None,
 ) -> dict[str, Any]:
     request_id = request_id or str(uuid.uuid4())
     path = path or f"/{model}/{route}"
@@ -63,7 +65,7 @@ def rest_proxy_event(
             "resourceId": _resource_id(resource),
             "resourcePath": resource,
             "httpMethod": method,
-            "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode("ascii"),
+            "extendedRequestId": extended_request_id or new_apigw_id(),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "path": f"/{stage}{path}",
             "accountId": ACCOUNT_ID,
@@ -94,6 +96,12 @@ def rest_proxy_event(
         "body": text,
         "isBase64Encoded": is_base64,
     }
+
+
+def new_apigw_id() -> str:
+    """An id as API Gateway gives each request: ``x-amz-apigw-id`` on the answer, and
+    ``requestContext.extendedRequestId`` in the event (16 characters of base64)."""
+    return base64.b64encode(secrets.token_bytes(11)).decode("ascii")
 
 
 COMPACT = "lambdaserve.http"

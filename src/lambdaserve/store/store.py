@@ -11,6 +11,7 @@ shown once, when it is created. The admin token lives in ``admin-token`` (mode 0
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -85,7 +86,8 @@ class Store:
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self.root = (state_dir or default_state_dir()).resolve()
-        (self.root / "models").mkdir(parents=True, exist_ok=True)
+        _private(self.root)
+        (self.root / "models").mkdir(exist_ok=True)
         self.db = sqlite3.connect(self.root / "state.db", timeout=10.0, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -462,6 +464,21 @@ class Store:
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token, True
+
+
+def _private(root: Path) -> None:
+    """The state directory only its owner may enter (0700), and ``state.db`` only its owner
+    may read (0600): it holds the keys' hashes and the usage. SQLite gives its -wal and -shm
+    files the database's mode. A directory or file someone else owns is left as it is."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = root / "state.db"
+    if not database.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path, mode in ((root, 0o700), (database, 0o600)):
+        with contextlib.suppress(PermissionError):
+            if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
 
 
 def check_limits(
