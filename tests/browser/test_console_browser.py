@@ -228,11 +228,19 @@ def test_promoting_a_second_version_moves_the_stage(
     dialog = page.locator("#confirm-dialog")
     expect(dialog).to_contain_text("It will serve version 2 alone.")
     dialog.get_by_role("button", name="Promote").click()
-    # THEN the stage shows version 2, and requests get version 2's answers
+    # THEN the stage shows version 2, and once version 2 has run INIT (in the background, a
+    # second or two) requests get its answers; until then version 1 answers them
     expect(card.locator('tr[data-stage="test"] .stage-version')).to_have_text("v2")
     expect(card.locator("table.versions tbody tr")).to_have_count(2)
-    answer = httpx.post(shown["url"], headers={"x-api-key": shown["key"]}, content=SPACE_POST, timeout=30)
-    assert (answer.status_code, answer.headers["x-lambdaserve-model-version"]) == (200, "2")
+    answers: list[tuple[int, str]] = []
+
+    def answered_by_2() -> bool:
+        answer = httpx.post(shown["url"], headers={"x-api-key": shown["key"]}, content=SPACE_POST, timeout=30)
+        answers.append((answer.status_code, answer.headers["x-lambdaserve-model-version"]))
+        return answers[-1] == (200, "2")
+
+    wait_until(answered_by_2, 30.0, interval_s=0.1)
+    assert set(answers) <= {(200, "1"), (200, "2")}
     # AND a rollback, confirmed, brings version 1 back; then version 2 goes in as a 10% canary
     card.get_by_role("button", name="Roll back").click()
     dialog.get_by_role("button", name="Roll back").click()
