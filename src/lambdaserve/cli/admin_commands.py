@@ -9,73 +9,31 @@ directory where there is none, so a typo in ``--state-dir`` is an error, not emp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from lambdaserve.bundle.manifest import read_manifest
 from lambdaserve.bundle.package import NO_SAMPLE, check_model
-from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
+from lambdaserve.cli.options import (
+    ENV_OPTION,
+    JSON_OPTION,
+    PROJECT_OPTION,
+    REGION_OPTION,
+    REMOTE_OPTION,
+    REQUIREMENT_OPTION,
+    STAGE_OPTION,
+    STATE_OPTION,
+    TRUST_OPTION,
+)
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress, warn
-from lambdaserve.cli.render import size_text
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.render import create_table, size_text
+from lambdaserve.cli.state import open_store, require_model
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.execution.target import check_name
-from lambdaserve.store import Alias, Store, default_state_dir
+from lambdaserve.store import Alias
 from lambdaserve.store.store import check_stage
-
-STAGE_OPTION = typer.Option(..., "--stage", help="The stage: the first segment of /STAGE/MODEL/predict.")
-REMOTE_OPTION = typer.Option(False, "--remote", help="Act on the stage deployed to AWS, not the local one.")
-PROJECT_OPTION = typer.Option(
-    None,
-    "--project",
-    help="Project name [default: $LAMBDASERVE_PROJECT, else the state folder's parent's name].",
-)
-REGION_OPTION = typer.Option(
-    None, "--region", help="AWS region [default: where the project is deployed, else $AWS_REGION]."
-)
-
-
-def state_root(state_dir: Path | None) -> Path:
-    return (state_dir or default_state_dir()).resolve()
-
-
-@contextmanager
-def open_store(state_dir: Path | None, *, create: bool = False) -> Iterator[Store]:
-    """The store, closed afterwards; without ``create``, an error where there is none."""
-    root = state_root(state_dir)
-    if not create and not (root / "state.db").is_file():
-        raise LambdaserveError(
-            f"No lambdaserve state in {root}.",
-            "Run this where you ran lambdaserve serve, or pass --state-dir (or set LAMBDASERVE_HOME).",
-        )
-    store = Store(root)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def require_model(store: Store, name: str) -> None:
-    known = store.models()
-    if name not in known:
-        raise LambdaserveError(
-            f"No model {name!r} in {store.root}.",
-            f"Models here: {', '.join(known)}."
-            if known
-            else f"Push one first: lambdaserve models push MODEL_FILE --name {name}",
-        )
-
-
-def create_table(*columns: str, title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", box=None)
-    for column in columns:
-        table.add_column(column)
-    return table
 
 
 def describe_alias(alias: Alias | None) -> str:

@@ -11,23 +11,8 @@ from lambdaserve.bundle.inspection import inspect_model
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.bundle.package import NO_SAMPLE, package_model
 from lambdaserve.cli import render
+from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress
-
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of text.")
-TRUST_OPTION = typer.Option(
-    False, "--trust", help="Load a file even though the scan flags it. Only for files you made yourself."
-)
-ENV_OPTION = typer.Option(
-    "auto",
-    "--env",
-    help="Python to run the model in: auto (match the pins), local (this one), isolated.",
-)
-REQUIREMENT_OPTION = typer.Option(
-    None,
-    "--requirement",
-    "-r",
-    help="Pin a distribution yourself, e.g. -r scikit-learn==1.9.1 (repeatable).",
-)
 
 
 @handle_errors

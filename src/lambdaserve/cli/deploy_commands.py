@@ -15,11 +15,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, open_store
-from lambdaserve.cli.bundle_commands import JSON_OPTION
+from lambdaserve.cli.options import (
+    DRY_RUN_OPTION,
+    JSON_OPTION,
+    PROFILE_OPTION,
+    PROJECT_OPTION,
+    REGION_OPTION,
+    STATE_OPTION,
+)
 from lambdaserve.cli.output import handle_errors, out, print_json, progress
 from lambdaserve.cli.parsing import parse_count, parse_rate
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.state import open_store
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.base import TAG_BASE
 from lambdaserve.deploy.deployer import DeployOptions, DeployResult, connect, deploy
@@ -29,9 +35,6 @@ from lambdaserve.deploy.remote import promote_options, remote_status, rollback_o
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import Deployment
-
-PROFILE_OPTION = typer.Option(None, "--profile", help="AWS profile from ~/.aws/config.")
-DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the plan; make no call that writes.")
 
 
 @handle_errors

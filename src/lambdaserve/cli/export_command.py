@@ -19,10 +19,10 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, open_store, require_model, state_root
+from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, progress, warn
 from lambdaserve.cli.parsing import parse_count, parse_rate
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.state import open_store, require_model, state_root
 from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
 from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER, FORMATS, dump_template, logical_part
 from lambdaserve.deploy.deployer import OFF

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import typer
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, open_store, require_model, state_root
-from lambdaserve.cli.bundle_commands import JSON_OPTION
+from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.state import open_store, require_model, state_root
 from lambdaserve.deploy.image import write_context
 from lambdaserve.deploy.lock import pip_install_command
 from lambdaserve.deploy.names import Names, project_name

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, state_root
+from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.state import state_root
 from lambdaserve.deploy.names import project_name
 from lambdaserve.deploy.permissions import deployer_policy
 from lambdaserve.errors import LambdaserveError

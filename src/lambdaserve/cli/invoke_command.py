@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.json import JSON
 
-from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
+from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.execution.invoke import invoke_once

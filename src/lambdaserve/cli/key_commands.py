@@ -15,10 +15,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, create_table, open_store
-from lambdaserve.cli.bundle_commands import JSON_OPTION
+from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.render import create_table
+from lambdaserve.cli.state import open_store
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.gateway.usage import period_start
 from lambdaserve.store import ApiKey, Plan, Store

@@ -18,10 +18,9 @@ from typing import BinaryIO
 import typer
 from rich.text import Text
 
-from lambdaserve.cli.admin_commands import PROJECT_OPTION, REGION_OPTION, open_store, state_root
-from lambdaserve.cli.bundle_commands import JSON_OPTION
+from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
-from lambdaserve.cli.serve_command import STATE_OPTION
+from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.gateway.logbook import log_path
 

@@ -118,3 +118,10 @@ def show_manifest(manifest: Manifest, location: str) -> None:
 def _short(value: Any, limit: int = 90) -> str:
     text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def create_table(*columns: str, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=None)
+    for column in columns:
+        table.add_column(column)
+    return table

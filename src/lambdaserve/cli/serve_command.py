@@ -12,17 +12,13 @@ import typer
 
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.bundle.package import NO_SAMPLE, check_model
-from lambdaserve.cli.bundle_commands import ENV_OPTION, JSON_OPTION, TRUST_OPTION
+from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, STATE_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.execution.target import check_name, default_name
 from lambdaserve.store import Plan, Store
 from lambdaserve.store.records import parse_quota
 from lambdaserve.store.store import check_stage
-
-STATE_OPTION = typer.Option(
-    None, "--state-dir", help="State directory [default: ./.lambdaserve or $LAMBDASERVE_HOME]."
-)
 
 
 @handle_errors

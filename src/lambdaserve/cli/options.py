@@ -1,0 +1,36 @@
+"""The options several commands share, defined once."""
+
+from __future__ import annotations
+
+import typer
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+TRUST_OPTION = typer.Option(
+    False, "--trust", help="Load a file even though the scan flags it. Only for files you made yourself."
+)
+ENV_OPTION = typer.Option(
+    "auto",
+    "--env",
+    help="Python to run the model in: auto (match the pins), local (this one), isolated.",
+)
+REQUIREMENT_OPTION = typer.Option(
+    None,
+    "--requirement",
+    "-r",
+    help="Pin a distribution yourself, e.g. -r scikit-learn==1.9.1 (repeatable).",
+)
+STATE_OPTION = typer.Option(
+    None, "--state-dir", help="State directory [default: ./.lambdaserve or $LAMBDASERVE_HOME]."
+)
+STAGE_OPTION = typer.Option(..., "--stage", help="The stage: the first segment of /STAGE/MODEL/predict.")
+REMOTE_OPTION = typer.Option(False, "--remote", help="Act on the stage deployed to AWS, not the local one.")
+PROJECT_OPTION = typer.Option(
+    None,
+    "--project",
+    help="Project name [default: $LAMBDASERVE_PROJECT, else the state folder's parent's name].",
+)
+REGION_OPTION = typer.Option(
+    None, "--region", help="AWS region [default: where the project is deployed, else $AWS_REGION]."
+)
+PROFILE_OPTION = typer.Option(None, "--profile", help="AWS profile from ~/.aws/config.")
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the plan; make no call that writes.")
