@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.worker import ExecutionEnvironment
+from lambdaserve.functions.pythons import PythonEnvironment
+from lambdaserve.functions.worker import ExecutionEnvironment
 from lambdaserve.runtime import models
 from lambdaserve.runtime.apigw import rest_proxy_event
 from lambdaserve.runtime.handler import PredictionService

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gateway_support import write_tools_handler
 
-from lambdaserve.bundle.package import package_model
+from lambdaserve.functions.package import package_model
 
 Bundle = tuple[dict[str, Any], Path]  # (manifest, model file), as Store.add_version takes them
 

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from lambdaserve.gateway.core import Gateway, GatewaySettings
-from lambdaserve.gateway.http import Request, Response
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
+from lambdaserve.apigateway.http import Request, Response
 from lambdaserve.store import Store
 
 LAMBDASERVE = Path(sys.executable).with_name("lambdaserve")

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lambdaserve.bundle.package import package_model
+from lambdaserve.apigateway.usage import period_start
 from lambdaserve.cli.app import app
-from lambdaserve.gateway.logbook import LogBook, log_path
-from lambdaserve.gateway.usage import period_start
+from lambdaserve.functions.logbook import LogBook, log_path
+from lambdaserve.functions.package import package_model
 from lambdaserve.store import Alias, Store
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from lambdaserve.bundle.pins import current_python_version
 from lambdaserve.cli.app import app
-from lambdaserve.execution.environments import SilentProgress, build_environment, find_mismatches
+from lambdaserve.functions.pythons import SilentProgress, build_environment, find_mismatches
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ import pytest
 from botocore.config import Config
 from gateway_support import Served, ServerPool, body_of, predict, run_gateway, wait_until
 
-from lambdaserve.gateway.core import Gateway, GatewaySettings
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
 from lambdaserve.store import Store
 
 INTERNAL_ERROR = {"message": "Internal server error"}

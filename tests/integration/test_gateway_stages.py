@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from gateway_support import ServerPool, predict, run_gateway, wait_until
 
-from lambdaserve.gateway.core import Gateway, GatewaySettings
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
 from lambdaserve.store import Store
 
 Bundle = tuple[dict[str, Any], Path]

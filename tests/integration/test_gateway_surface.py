@@ -13,8 +13,8 @@ import pytest
 from conftest import Bundle
 from gateway_support import Served, ServerPool, predict, run_gateway, wait_until
 
-from lambdaserve.gateway.core import Gateway, GatewaySettings
-from lambdaserve.gateway.settings import FunctionSettings
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
+from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.store import Store
 
 ROCKET = '["the rocket reached orbit"]'

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from gateway_support import FakeClock, ServerPool, body_of, predict, run_gateway, wait_until
 
-from lambdaserve.gateway.core import Gateway, GatewaySettings, HandlerSpec
-from lambdaserve.gateway.usage import period_start
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings, HandlerSpec
+from lambdaserve.apigateway.usage import period_start
 from lambdaserve.store import Store
 
 TOO_MANY = {"message": "Too Many Requests"}

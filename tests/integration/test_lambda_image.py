@@ -48,7 +48,6 @@ from lambda_base_image import (
 from moto.server import ThreadedMotoServer
 from runtime_api_support import FIRST_POST_TIMEOUT_S, POST_TIMEOUT_S, Function, RuntimeAPI, api_gateway_event
 
-from lambdaserve.bundle.package import package_model
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.base import Base
 from lambdaserve.deploy.image import HANDLER, build_image, detect_builder, write_context
@@ -57,6 +56,7 @@ from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.registry import ImagePublisher
 from lambdaserve.deploy.release_image import Builders, BuiltImage, built_image
 from lambdaserve.deploy.spec import Release
+from lambdaserve.functions.package import package_model
 from lambdaserve.store.store import Store
 
 pytestmark = [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.worker import ExecutionEnvironment, InitFailed
+from lambdaserve.functions.pythons import PythonEnvironment
+from lambdaserve.functions.worker import ExecutionEnvironment, InitFailed
 
 HANDLER = textwrap.dedent(
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdaserve.gateway.series import RESERVOIR, LiveSignals, SeriesRecorder
+from lambdaserve.functions.series import RESERVOIR, LiveSignals, SeriesRecorder
 
 
 class Clock:

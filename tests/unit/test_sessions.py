@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lambdaserve.gateway.sessions import MAX_SESSIONS, SESSION_TTL_S, SessionBook
-from lambdaserve.gateway.uploads import UploadRefused, safe_file_name
+from lambdaserve.console.sessions import MAX_SESSIONS, SESSION_TTL_S, SessionBook
+from lambdaserve.console.uploads import UploadRefused, safe_file_name
 
 
 class Clock:

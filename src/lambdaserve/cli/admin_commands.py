@@ -15,7 +15,6 @@ from typing import Any
 import typer
 
 from lambdaserve.bundle.manifest import read_manifest
-from lambdaserve.bundle.package import NO_SAMPLE, check_model
 from lambdaserve.cli.options import (
     ENV_OPTION,
     JSON_OPTION,
@@ -31,7 +30,8 @@ from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_
 from lambdaserve.cli.render import create_table, size_text
 from lambdaserve.cli.state import open_store, require_model
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.target import check_name
+from lambdaserve.functions.package import NO_SAMPLE, check_model
+from lambdaserve.functions.target import check_name
 from lambdaserve.store import Alias
 from lambdaserve.store.store import check_stage
 

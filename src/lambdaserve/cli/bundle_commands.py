@@ -9,10 +9,10 @@ import typer
 
 from lambdaserve.bundle.inspection import inspect_model
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
-from lambdaserve.bundle.package import NO_SAMPLE, package_model
 from lambdaserve.cli import render
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress
+from lambdaserve.functions.package import NO_SAMPLE, package_model
 
 
 @handle_errors

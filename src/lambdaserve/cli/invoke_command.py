@@ -13,8 +13,8 @@ from rich.json import JSON
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.invoke import invoke_once
-from lambdaserve.execution.target import describe_mismatches, load_target
+from lambdaserve.functions.invoke import invoke_once
+from lambdaserve.functions.target import describe_mismatches, load_target
 from lambdaserve.runtime.apigw import rest_proxy_event
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from lambdaserve.apigateway.usage import period_start
 from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.gateway.usage import period_start
 from lambdaserve.store import ApiKey, Plan, Store
 from lambdaserve.store.records import parse_quota
 from lambdaserve.store.store import DEFAULT_PLAN, DEFAULT_STAGE

@@ -22,7 +22,7 @@ from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, 
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.gateway.logbook import log_path
+from lambdaserve.functions.logbook import log_path
 
 POLL_SECONDS = 0.2
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")

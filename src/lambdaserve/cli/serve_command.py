@@ -11,11 +11,11 @@ from typing import Any
 import typer
 
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
-from lambdaserve.bundle.package import NO_SAMPLE, check_model
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, STATE_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.target import check_name, default_name
+from lambdaserve.functions.package import NO_SAMPLE, check_model
+from lambdaserve.functions.target import check_name, default_name
 from lambdaserve.store import Plan, Store
 from lambdaserve.store.records import parse_quota
 from lambdaserve.store.store import check_stage
@@ -76,9 +76,9 @@ def serve(
 
         curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
     """
-    from lambdaserve.gateway.core import Gateway, GatewaySettings, HandlerSpec  # only when serving
-    from lambdaserve.gateway.listen import bind
-    from lambdaserve.gateway.settings import MODES, FunctionSettings
+    from lambdaserve.apigateway.gateway import Gateway, GatewaySettings, HandlerSpec  # only when serving
+    from lambdaserve.app.listen import bind
+    from lambdaserve.functions.settings import MODES, FunctionSettings
 
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")
@@ -183,7 +183,7 @@ def serve(
     sock = bind(host, port)  # a busy port is an error before anything starts
     gateway = Gateway(store, settings)
     gateway.prepare()  # INIT of the served versions starts now, in parallel with what follows
-    from lambdaserve.gateway.server import run_server  # uvicorn: imported while INIT runs
+    from lambdaserve.app.server import run_server  # uvicorn: imported while INIT runs
 
     run_server(gateway, sock, token, announce)
 

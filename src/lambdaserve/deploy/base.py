@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Progress, cache_root, find_uv, stream_command
+from lambdaserve.functions.pythons import Progress, cache_root, find_uv, stream_command
 
 PYTHON_IMAGE = "public.ecr.aws/lambda/python"
 OS_IMAGE = "public.ecr.aws/lambda/provided:al2023"

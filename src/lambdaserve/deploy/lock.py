@@ -35,7 +35,7 @@ from pathlib import Path
 from lambdaserve.bundle.pins import canonical
 from lambdaserve.deploy.base import GLIBC, Base
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Progress, cache_root, find_uv, stream_command
+from lambdaserve.functions.pythons import Progress, cache_root, find_uv, stream_command
 
 LOCK_FORMAT = 1  # part of the cache key: a change in how locks are made makes new ones
 TAIL_LINES = 20

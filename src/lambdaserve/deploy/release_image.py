@@ -33,7 +33,7 @@ from lambdaserve.deploy.lock import lock_requirements
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.spec import Release
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Progress
+from lambdaserve.functions.pythons import Progress
 from lambdaserve.store.store import Store
 
 BuilderFactory = Callable[[str | None], Builder]

@@ -35,15 +35,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from lambdaserve import __version__
+from lambdaserve.apigateway.gateway import Gateway
+from lambdaserve.apigateway.invoke_api import invoke_function
+from lambdaserve.apigateway.openapi import docs_page, openapi_spec
+from lambdaserve.console import fields
+from lambdaserve.console.pages import console_routes
+from lambdaserve.console.publish import publish_upload
+from lambdaserve.console.sessions import CSRF_HEADER, SessionBook
+from lambdaserve.console.uploads import UploadArea, UploadRefused
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.gateway import fields
-from lambdaserve.gateway.console import console_routes
-from lambdaserve.gateway.core import Gateway
-from lambdaserve.gateway.invoke_api import invoke_function
-from lambdaserve.gateway.openapi import docs_page, openapi_spec
-from lambdaserve.gateway.publish import publish_upload
-from lambdaserve.gateway.sessions import CSRF_HEADER, SessionBook
-from lambdaserve.gateway.uploads import UploadArea, UploadRefused
 from lambdaserve.store.records import parse_quota
 
 

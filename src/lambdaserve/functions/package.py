@@ -20,10 +20,10 @@ from lambdaserve import __version__
 from lambdaserve.bundle.inspection import ModelReport
 from lambdaserve.bundle.manifest import Manifest, write_bundle
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Progress, SilentProgress
-from lambdaserve.execution.invoke import open_environment, start
-from lambdaserve.execution.target import default_name, load_target
-from lambdaserve.execution.worker import ExecutionEnvironment
+from lambdaserve.functions.invoke import open_environment, start
+from lambdaserve.functions.pythons import Progress, SilentProgress
+from lambdaserve.functions.target import default_name, load_target
+from lambdaserve.functions.worker import ExecutionEnvironment
 from lambdaserve.runtime.apigw import rest_proxy_event
 
 NO_SAMPLE: Any = object()  # --sample not given (None is a valid JSON sample)

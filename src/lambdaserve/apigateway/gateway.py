@@ -33,10 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdaserve.bundle.pins import installed_version
-from lambdaserve.execution.environments import PythonEnvironment, SilentProgress, resolve_environment
-from lambdaserve.gateway.environments import EnvironmentServer
-from lambdaserve.gateway.errors import (
+from lambdaserve.apigateway.errors import (
     BadGateway,
     EndpointTimeout,
     Forbidden,
@@ -46,13 +43,16 @@ from lambdaserve.gateway.errors import (
     MissingAuthenticationToken,
     RequestTooLong,
 )
-from lambdaserve.gateway.functions import Function, Outcome
-from lambdaserve.gateway.http import Request, Response
-from lambdaserve.gateway.logbook import LogBook
-from lambdaserve.gateway.metrics import Metrics
-from lambdaserve.gateway.series import LiveSignals, SeriesRecorder
-from lambdaserve.gateway.settings import FunctionSettings
-from lambdaserve.gateway.usage import UsageLimiter
+from lambdaserve.apigateway.http import Request, Response
+from lambdaserve.apigateway.usage import UsageLimiter
+from lambdaserve.bundle.pins import installed_version
+from lambdaserve.functions.function import Function, Outcome
+from lambdaserve.functions.logbook import LogBook
+from lambdaserve.functions.metrics import Metrics
+from lambdaserve.functions.processes import EnvironmentServer
+from lambdaserve.functions.pythons import PythonEnvironment, SilentProgress, resolve_environment
+from lambdaserve.functions.series import LiveSignals, SeriesRecorder
+from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.runtime.apigw import compact, expand, new_apigw_id
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 from lambdaserve.runtime.warm import warm_up_variable

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lambdaserve.execution.lambda_logs import Report, end_line, start_line
+from lambdaserve.functions.log_lines import Report, end_line, start_line
 
 ROTATE_BYTES = 20 * 1024 * 1024
 _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")

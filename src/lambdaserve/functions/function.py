@@ -28,19 +28,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import kill_error, timeout_line
-from lambdaserve.gateway.environments import (
+from lambdaserve.functions.log_lines import kill_error, timeout_line
+from lambdaserve.functions.logbook import LogBook, frame_invocations
+from lambdaserve.functions.metrics import Metrics
+from lambdaserve.functions.processes import (
     Environment,
     EnvironmentLost,
     EnvironmentServer,
     InitFailed,
     Template,
 )
-from lambdaserve.gateway.logbook import LogBook, frame_invocations
-from lambdaserve.gateway.metrics import Metrics
-from lambdaserve.gateway.runtime_api import RuntimeAPIEnvironment
-from lambdaserve.gateway.settings import FunctionSettings
+from lambdaserve.functions.pythons import PythonEnvironment
+from lambdaserve.functions.runtime_api import RuntimeAPIEnvironment
+from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.runtime.apigw import COMPACT, expand
 
 _WATCH_S = 0.05

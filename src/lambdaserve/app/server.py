@@ -9,8 +9,8 @@ from typing import Any
 
 import uvicorn
 
-from lambdaserve.gateway.asgi import create_app
-from lambdaserve.gateway.core import Gateway
+from lambdaserve.apigateway.gateway import Gateway
+from lambdaserve.app.asgi import create_app
 
 
 class _Server(uvicorn.Server):

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import status_kib
+from lambdaserve.functions.log_lines import status_kib
+from lambdaserve.functions.pythons import PythonEnvironment
 
 _HEADER = struct.Struct("<I")
 

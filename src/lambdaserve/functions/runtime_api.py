@@ -27,9 +27,9 @@ import time
 import uuid
 from typing import Any
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import status_kib
-from lambdaserve.gateway.environments import EnvironmentLost, InitFailed
+from lambdaserve.functions.log_lines import status_kib
+from lambdaserve.functions.processes import EnvironmentLost, InitFailed
+from lambdaserve.functions.pythons import PythonEnvironment
 
 PREFIX = "/2018-06-01/runtime"
 

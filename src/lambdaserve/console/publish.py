@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lambdaserve.apigateway.gateway import Gateway
 from lambdaserve.bundle.inspection import ModelReport, inspect_model
-from lambdaserve.bundle.package import NO_SAMPLE, check_model
+from lambdaserve.console.uploads import Upload, UploadRefused
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.target import check_name
-from lambdaserve.gateway.core import Gateway
-from lambdaserve.gateway.functions import Function
-from lambdaserve.gateway.uploads import Upload, UploadRefused
+from lambdaserve.functions.function import Function
+from lambdaserve.functions.package import NO_SAMPLE, check_model
+from lambdaserve.functions.target import check_name
 from lambdaserve.store import ModelVersion, Plan, Store
 from lambdaserve.store.store import DEFAULT_PLAN, check_stage
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from lambdaserve.gateway.errors import LimitExceeded, TooManyRequests
+from lambdaserve.apigateway.errors import LimitExceeded, TooManyRequests
 from lambdaserve.store import ApiKey, Plan, Store
 
 Clock = Callable[[], float]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdaserve.execution.environments import Progress, PythonEnvironment, resolve_environment
-from lambdaserve.execution.target import Target, explain_failure
-from lambdaserve.execution.worker import ExecutionEnvironment, InitFailed, Invocation
+from lambdaserve.functions.pythons import Progress, PythonEnvironment, resolve_environment
+from lambdaserve.functions.target import Target, explain_failure
+from lambdaserve.functions.worker import ExecutionEnvironment, InitFailed, Invocation
 
 
 def open_environment(

@@ -1,10 +1,11 @@
-"""The ASGI application uvicorn serves: a thin adapter around ``Gateway.handle``.
+"""The ASGI application uvicorn serves: the API Gateway front, the console and the Invoke API.
 
-Prediction routes take the fast path: the body is read, handed to the core, and the
-answer written back, with no framework in between. Everything under ``/_/`` (admin API,
-metrics, health, OpenAPI, console) and the Lambda Invoke API go to a Starlette app. The
-lifespan starts the gateway and its housekeeping (every half second: pick up changes made
-by the CLI, write usage counts and logs, reap idle environments).
+Prediction routes take the front's fast path (``apigateway.asgi``). Everything under
+``/_/`` (admin API, metrics, health, OpenAPI, console) and the Lambda Invoke API go to the
+console's Starlette app, their bodies bounded first (1 MB; 6 MB for the Invoke API; uploads
+stream to disk within --max-upload-mb). The lifespan starts the gateway and its
+housekeeping (every half second: pick up changes made by the CLI, write usage counts and
+logs, reap idle environments).
 """
 
 from __future__ import annotations
@@ -12,28 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-from urllib.parse import parse_qs
+from collections.abc import Callable
 
-from lambdaserve.gateway.core import MAX_BODY_BYTES, Gateway
-from lambdaserve.gateway.http import Request, Response
-from lambdaserve.gateway.invoke_api import payload_too_large
+from lambdaserve.apigateway.asgi import ASGIApp, Message, Receive, Scope, Send, respond, serve_request
+from lambdaserve.apigateway.gateway import Gateway
+from lambdaserve.apigateway.http import Response
+from lambdaserve.apigateway.invoke_api import payload_too_large
+from lambdaserve.console.admin_api import create_admin_app
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HOUSEKEEPING_S = 0.5
 UPLOADS = "/_/api/uploads"
 MAX_ADMIN_BODY_BYTES = 1024 * 1024  # keys, plans, stages, sign-in: small JSON and forms
 
 
 def create_app(gateway: Gateway, admin_token: str, *, on_ready: Callable[[], None] | None = None) -> ASGIApp:
-    from lambdaserve.gateway.admin import create_admin_app
-
     admin = create_admin_app(gateway, admin_token)
     housekeeping: list[asyncio.Task[None]] = []
 
@@ -82,36 +76,7 @@ def create_app(gateway: Gateway, admin_token: str, *, on_ready: Callable[[], Non
                 receive = replay(buffered)
             await admin(scope, receive, _with_request_id(send))
             return
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]},{text}" if key in headers else text
-        client = scope.get("client")
-        request = Request(
-            method=scope["method"],
-            path=path,
-            headers=headers,
-            query=parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {},
-            source_ip=client[0] if client else "127.0.0.1",
-        )
-        # Route, size and key are checked before the body is read: a 300 MB body without a key
-        # gets its answer at once, and the connection is closed rather than drained.
-        refused = gateway.refuse_early(request, declared_length(headers))
-        if refused is not None:
-            await respond(send, refused, close=True)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:  # a chunked (or undeclared) body, counted as it comes
-                await respond(send, gateway.too_long(request), close=True)
-                return
-            if not message.get("more_body"):
-                break
-        request.body = bytes(body)
-        await respond(send, await gateway.handle(request))
+        await serve_request(gateway, scope, receive, send)
 
     return app
 
@@ -150,21 +115,6 @@ def admin_body_too_large(limit: int) -> Response:
     return Response.json(
         413, {"error": f"The body is over {limit // 1024} KB; the admin API takes small JSON."}
     )
-
-
-def declared_length(headers: dict[str, str]) -> int | None:
-    """The body's declared length, or None when it is not declared (chunked) or unreadable."""
-    value = headers.get("content-length", "")
-    return int(value) if value.isdigit() else None
-
-
-async def respond(send: Send, response: Response, *, close: bool = False) -> None:
-    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-    raw_headers.append((b"content-length", str(len(response.body)).encode()))
-    if close:  # the body was not read: the connection cannot carry another request
-        raw_headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 def _with_request_id(send: Send) -> Send:

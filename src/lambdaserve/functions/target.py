@@ -15,7 +15,7 @@ from pathlib import Path
 from lambdaserve.bundle.inspection import ModelReport, inspect_model
 from lambdaserve.bundle.manifest import Manifest, is_bundle, read_manifest
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.execution.environments import Mismatch, PythonEnvironment
+from lambdaserve.functions.pythons import Mismatch, PythonEnvironment
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

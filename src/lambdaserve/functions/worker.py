@@ -24,8 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from lambdaserve.execution.environments import PythonEnvironment
-from lambdaserve.execution.lambda_logs import (
+from lambdaserve.functions.log_lines import (
     Report,
     end_line,
     kill_error,
@@ -33,6 +32,7 @@ from lambdaserve.execution.lambda_logs import (
     status_kib,
     timeout_line,
 )
+from lambdaserve.functions.pythons import PythonEnvironment
 from lambdaserve.runtime.bootstrap import LOG_END_MARKER
 
 _POLL_S = 0.02

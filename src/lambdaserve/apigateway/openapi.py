@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lambdaserve.gateway.core import Gateway
+    from lambdaserve.apigateway.gateway import Gateway
 
 _ERRORS = {
     "400": 'The body is not valid JSON or not a shape the model takes: {"error": ...}',

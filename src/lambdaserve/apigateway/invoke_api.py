@@ -25,8 +25,8 @@ from typing import Any
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
-from lambdaserve.gateway.core import Gateway
-from lambdaserve.gateway.http import Response as HTTPResponse
+from lambdaserve.apigateway.gateway import Gateway
+from lambdaserve.apigateway.http import Response as HTTPResponse
 from lambdaserve.runtime.apigw import ACCOUNT_ID
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 

@@ -23,8 +23,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lambdaserve import __version__
-from lambdaserve.gateway.sessions import COOKIE_NAME, SessionBook, clear_session_cookie, set_session_cookie
-from lambdaserve.gateway.uploads import ACCEPTED
+from lambdaserve.console.sessions import COOKIE_NAME, SessionBook, clear_session_cookie, set_session_cookie
+from lambdaserve.console.uploads import ACCEPTED
 from lambdaserve.web import STATIC_DIR, TEMPLATES_DIR
 
 PAGES = {
