@@ -248,13 +248,16 @@ class Gateway:
         while self._flips:
             await asyncio.gather(*self._flips.values(), return_exceptions=True)
 
-    def housekeeping(self) -> None:
-        """Run every half second: pick up changes, write usage and logs, reap idle environments."""
+    def housekeeping(self, now: float | None = None) -> None:
+        """Run every half second: pick up changes, write usage and logs, reap idle environments.
+
+        ``now`` is the monotonic clock's reading; tests pass a later one instead of waiting.
+        """
         self.refresh()
         self.usage.flush()
         self.logs.flush()
         self.series.maybe_sample(self.stage_routes())
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         routed = self.routed_versions()
         for key, function in list(self.functions.items()):
             function.reap(now)

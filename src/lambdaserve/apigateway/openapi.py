@@ -33,9 +33,14 @@ _ANY_SCALAR: dict[str, Any] = {
     "nullable": True,
 }
 # A numeric feature: a finite number (within a 64-bit float); true and false read as 1 and 0,
-# as numpy reads them. null (a missing value) is left out of typed features: only a model
-# that imputes takes it, the others answer 422, and the document cannot tell which.
-_NUMBER: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+# and a string that reads as a number ("5.1", " 1e3", "nan") is read as one, as numpy reads
+# them all. The pattern is a little wider than what reads ("1.2.3" matches, then gets 422);
+# what it refuses never reads. null (a missing value) is left out of typed features: only a
+# model that imputes takes it, the others answer 422, and the document cannot tell which.
+_READS_AS_NUMBER = r"^\s*[+-]?([\d_.eE+-]*\d[\d_.eE+-]*|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN])\s*$"
+_NUMBER: dict[str, Any] = {
+    "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string", "pattern": _READS_AS_NUMBER}]
+}
 _STRING: dict[str, Any] = {"type": "string"}
 _BOOLEAN: dict[str, Any] = {"type": "boolean"}
 
