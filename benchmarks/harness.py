@@ -204,21 +204,26 @@ def launch_lambdaserve(
     concurrency: int | None = 2,
     stage: str = "test",
     plan: Sequence[str] | None = None,
+    source: Path | None = None,
 ) -> Server:
     """``lambdaserve serve BUNDLE`` with a fresh state directory; returns at once (see wait).
 
     ``plan``: None serves without API keys (--no-api-key); otherwise a usage plan is made with
     these ``plans create`` options (e.g. ``["--quota", "2000000000/DAY"]``, or none for an
     unlimited plan) and a key on it, which every request of the benchmark then carries.
+    ``source``: a checkout of another commit, whose ``src/`` is run instead of this one's
+    (with this environment's libraries), to compare the two in one run.
     """
     port = free_port()
     state = workdir / f"state-{port}"
     env = {**os.environ, "LAMBDASERVE_CACHE": str(workdir / "cache")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
     api_key = ""
     if plan is not None:
         api_key = _make_key(state, list(plan), env)
     command = [
-        str(BIN / "lambdaserve"),
+        *_lambdaserve(source),
         "serve",
         str(bundle.resolve()),
         "--port",
@@ -236,7 +241,7 @@ def launch_lambdaserve(
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
     url = f"http://{HOST}:{port}/{stage}/{bundle.name}/predict"
-    name = f"lambdaserve --mode {mode}"
+    name = f"lambdaserve --mode {mode}" + (f" ({source.name})" if source is not None else "")
     if plan is not None:
         name += f", key on plan {' '.join(plan) or 'unlimited'}"
     server = _launch(name, command, url, workdir / f"lambdaserve-{port}.log", env)
@@ -244,15 +249,20 @@ def launch_lambdaserve(
     return server
 
 
+def _lambdaserve(source: Path | None) -> list[str]:
+    """The command that runs lambdaserve: installed, or from ``source`` (on PYTHONPATH)."""
+    return [str(BIN / "lambdaserve")] if source is None else [sys.executable, "-m", "lambdaserve"]
+
+
 def _make_key(state: Path, plan_options: list[str], env: dict[str, str]) -> str:
     """A plan named bench and a key on it, made with the CLI as a user would; the key's value."""
-    cli = str(BIN / "lambdaserve")
+    cli = _lambdaserve(Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else None)
     where = ["--state-dir", str(state)]
     subprocess.run(
-        [cli, "plans", "create", "bench", *plan_options, *where], env=env, check=True, capture_output=True
+        [*cli, "plans", "create", "bench", *plan_options, *where], env=env, check=True, capture_output=True
     )
     made = subprocess.run(
-        [cli, "keys", "create", "--name", "bench", "--plan", "bench", "--json", *where],
+        [*cli, "keys", "create", "--name", "bench", "--plan", "bench", "--json", *where],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     value: str = json.loads(made.stdout)["value"]

@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
+from lambdaserve.functions.invoke import LocalFunction
 from lambdaserve.functions.pythons import PythonEnvironment
-from lambdaserve.functions.worker import ExecutionEnvironment
 from lambdaserve.runtime import models
 from lambdaserve.runtime.apigw import rest_proxy_event
 from lambdaserve.runtime.handler import PredictionService
+from lambdaserve.runtime.variables import MODEL
 
 pytestmark = pytest.mark.perf
 
@@ -40,27 +41,27 @@ def median_ms(call: Callable[[Any], Any], inputs: list[Any], rounds: int = 3) ->
     return statistics.median(timings)
 
 
-def test_handler_and_worker_overhead(news_model: Path, test_posts: list[str]) -> None:
+def test_handler_and_local_function_overhead(news_model: Path, test_posts: list[str]) -> None:
     with news_model.open("rb") as f:
         model = pickle.load(f)
     service = PredictionService(models.load_model(news_model, "pickle"), "bench")
     events = [rest_proxy_event(json.dumps([post]), model="news") for post in test_posts]
-    env = ExecutionEnvironment(
-        PythonEnvironment(python=sys.executable, isolated=False),
-        {"LAMBDASERVE_MODEL": str(news_model)},
-        function_name="news",
-    )
-    init_ms = [env.start()]
-    env.close()
-    for _ in range(2):
-        init_ms.append(env.start())
-        env.close()
+
+    def local_function() -> LocalFunction:
+        python = PythonEnvironment(python=sys.executable, isolated=False)
+        return LocalFunction(python, {MODEL: str(news_model)}, function_name="news")
+
+    init_ms = []
+    for _ in range(3):
+        with local_function() as once:
+            init_ms.append(once.start())
+    env = local_function()
     env.start()
     try:
         in_process = median_ms(lambda post: model.predict([post]), test_posts)
         with contextlib.redirect_stdout(io.StringIO()):  # the log line, as Lambda captures it
             handler = median_ms(lambda event: service.handle(event, None), events)
-        worker = median_ms(env.invoke, events)
+        local = median_ms(env.invoke, events)
         answer = env.invoke(events[0]).payload
         in_process_again = median_ms(lambda post: model.predict([post]), test_posts)
     finally:
@@ -69,7 +70,7 @@ def test_handler_and_worker_overhead(news_model: Path, test_posts: list[str]) ->
     print(f"\n{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"model.predict in process   {limit:7.3f} ms  1.00x")
     print(f"handler.handle (event)      {handler:7.3f} ms  {handler / limit:.2f}x")
-    print(f"worker invoke (pipe)        {worker:7.3f} ms  {worker / limit:.2f}x")
+    print(f"local function (socket)     {local:7.3f} ms  {local / limit:.2f}x")
     print(f"INIT (cold start), median   {statistics.median(init_ms):7.0f} ms  of {init_ms}")
     # The timings are only worth reading if every path answered the same prediction.
     expected = model.predict([test_posts[0]]).tolist()

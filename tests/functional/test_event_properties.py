@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambdaserve.runtime.bootstrap import LocalContext
 from lambdaserve.runtime.handler import PredictionService
+from lambdaserve.runtime.lambda_init import LocalContext
 from lambdaserve.runtime.models import load_model
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

@@ -20,8 +20,8 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from lambdaserve.runtime.bootstrap import LocalContext
 from lambdaserve.runtime.handler import PredictionService
+from lambdaserve.runtime.lambda_init import LocalContext
 from lambdaserve.runtime.models import EstimatorModel, load_model
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

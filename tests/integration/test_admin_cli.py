@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lambdaserve.apigateway.usage import period_start
 from lambdaserve.cli.app import app
 from lambdaserve.functions.logbook import LogBook, log_path
 from lambdaserve.functions.package import package_model
 from lambdaserve.store import Alias, Store
+from lambdaserve.store.records import period_start
 
 
 def run(state: Path, *args: str) -> tuple[int, str, str]:
@@ -157,6 +157,21 @@ def test_push_explains_what_is_wrong_with_its_input(
     error = fails(tmp_path / "state", "models", "push", *filled, "--env", "local")
     assert message in error
     assert "How to fix:" in error
+
+
+def test_invoke_reports_the_version_number_serve_reports_for_the_same_file(
+    state: Path, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    # GIVEN iris version 1 is the pickle bundle in the store, version 2 the joblib one
+    body = ("-d", "[[5.1, 3.5, 1.4, 0.2]]", "--json")
+    # WHEN each bundle is invoked, and then with a state directory that holds nothing
+    first = json.loads(succeeds(state, "invoke", str(bundles["pickle"]), *body))
+    second = json.loads(succeeds(state, "invoke", str(bundles["joblib"]), *body))
+    elsewhere = json.loads(succeeds(tmp_path / "empty", "invoke", str(bundles["joblib"]), *body))
+    # THEN each answers as the version serve's stages would name; unknown, by its hash
+    version = [r["result"]["headers"]["x-lambdaserve-model-version"] for r in (first, second, elsewhere)]
+    sha256 = json.loads((bundles["joblib"] / "lambdaserve.json").read_text())["sha256"]
+    assert version == ["1", "2", sha256[:12]]
 
 
 def test_models_list_and_show_tell_the_versions_and_what_each_stage_serves(state: Path) -> None:

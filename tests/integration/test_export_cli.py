@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -192,10 +191,12 @@ def test_the_image_is_the_one_export_image_or_deploy_pinned(state: Path) -> None
 def test_the_function_carries_what_the_last_changed_stage_brought_in(state: Path) -> None:
     # GIVEN test was promoted to version 2, and later prod to version 1
     lambdaserve(state, "promote", "iris", "2", "--stage", "test")
-    time.sleep(1.1)  # the store records changes to the second
-    lambdaserve(state, "promote", "iris", "1", "--stage", "prod")
+    lambdaserve(state, "promote", "iris", "1", "--stage", "prod")  # within the same second
     # THEN the function is configured with version 1: the one this stack update introduces
     assert function_version(exported(state)) == "1"
+    # AND when prod then takes version 2 as a canary, it is 2 again
+    lambdaserve(state, "promote", "iris", "2", "--stage", "prod", "--canary", "10")
+    assert function_version(exported(state)) == "2"
 
 
 def test_model_picks_the_models_and_settings_apply_to_each(state: Path) -> None:

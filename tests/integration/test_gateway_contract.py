@@ -24,7 +24,8 @@ from botocore.exceptions import ClientError
 from gateway_support import Served, ServerPool, body_of, predict, run_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
-from lambdaserve.apigateway.gateway import Gateway, GatewaySettings, HandlerSpec
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
+from lambdaserve.functions.service import HandlerSpec
 from lambdaserve.store import Store
 
 MISSING_TOKEN = {"message": "Missing Authentication Token"}

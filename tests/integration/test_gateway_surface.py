@@ -39,19 +39,19 @@ def pool() -> Iterator[ServerPool]:
         servers.stop_all()
 
 
-def test_awslambdaric_runs_as_the_environment_through_the_gateways_runtime_api(
-    tmp_path: Path, topics_bundle: Bundle, pool: ServerPool
+@pytest.mark.parametrize("runtime", ["default", "awslambdaric"])
+def test_each_runtime_answers_alike_through_the_gateway(
+    tmp_path: Path, topics_bundle: Bundle, pool: ServerPool, runtime: str
 ) -> None:
-    # GIVEN a model served with --runtime awslambdaric: each environment is AWS's own
-    # runtime client, polling the Runtime API the gateway serves for it
-    served = pool.start(
-        registered(tmp_path / "state", topics_bundle), "--runtime", "awslambdaric", "--no-api-key"
-    )
+    # GIVEN a model served by forked environments (default), or by AWS's own runtime client
+    # polling the Runtime API the gateway serves for it (awslambdaric)
+    served = pool.start(registered(tmp_path / "state", topics_bundle), "--runtime", runtime, "--no-api-key")
     # WHEN it is called, well and badly
     good = served.post("/test/topics/predict", ROCKET)
     bad = served.post("/test/topics/predict", "not json")
-    # THEN the answers are the handler's, as with the default runtime
+    # THEN the answers are the handler's, the same from either runtime
     assert (good.status_code, good.json()) == (200, ["space"])
+    assert good.headers["x-lambdaserve-model-version"] == "1"
     assert bad.status_code == 400
     assert "not valid JSON" in bad.json()["error"]
     log = wait_until(

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from gateway_support import FakeClock, ServerPool, body_of, predict, run_gateway, wait_until
 
-from lambdaserve.apigateway.gateway import Gateway, GatewaySettings, HandlerSpec
-from lambdaserve.apigateway.usage import period_start
+from lambdaserve.apigateway.gateway import Gateway, GatewaySettings
+from lambdaserve.functions.service import HandlerSpec
 from lambdaserve.store import Store
+from lambdaserve.store.records import period_start
 
 TOO_MANY = {"message": "Too Many Requests"}
 LIMIT = {"message": "Limit Exceeded"}

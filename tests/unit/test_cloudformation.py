@@ -24,7 +24,7 @@ from lambdaserve.deploy.cloudformation_syntax import (
 )
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.planner import lifecycle_policy
-from lambdaserve.deploy.spec import Desired, FunctionSettings, Release, UsagePlanSettings
+from lambdaserve.deploy.spec import AwsFunctionSettings, Desired, Release, UsagePlanSettings
 from lambdaserve.errors import LambdaserveError
 
 NAMES = Names("demo", ACCOUNT_PLACEHOLDER, "eu-west-1")
@@ -220,7 +220,7 @@ def test_the_role_trusts_lambda_and_reads_exactly_the_models_bundles() -> None:
 
 
 def test_the_log_group_is_the_functions_with_the_retention_asked() -> None:
-    settings = FunctionSettings(log_retention_days=14)
+    settings = AwsFunctionSettings(log_retention_days=14)
     template = build_template([stage("test", release(), function=settings)])
     assert properties(template, "IrisLogGroup") == {
         "LogGroupName": "/aws/lambda/demo-iris",
@@ -232,7 +232,7 @@ def test_the_log_group_is_the_functions_with_the_retention_asked() -> None:
 
 def test_the_function_runs_the_image_with_the_settings_and_the_model_from_s3() -> None:
     served = release(trusted_types=("mypkg.Tokenizer",))
-    settings = FunctionSettings(memory_mb=1024, timeout_s=20, reserved_concurrency=5, architecture="arm64")
+    settings = AwsFunctionSettings(memory_mb=1024, timeout_s=20, reserved_concurrency=5, architecture="arm64")
     template = build_template([stage("test", served, function=settings)])
     tag = TAG
     assert properties(template, "IrisFunction") == {
@@ -338,7 +338,7 @@ def test_the_function_carries_the_release_brought_in_last() -> None:
 
 
 def test_provisioned_concurrency_is_on_the_alias_and_refused_with_a_canary() -> None:
-    settings = FunctionSettings(provisioned_concurrency=3)
+    settings = AwsFunctionSettings(provisioned_concurrency=3)
     template = build_template([stage("test", release(), function=settings)])
     assert properties(template, "IrisTestAlias")["ProvisionedConcurrencyConfig"] == {
         "ProvisionedConcurrentExecutions": 3
@@ -351,7 +351,7 @@ def test_provisioned_concurrency_is_on_the_alias_and_refused_with_a_canary() -> 
 
 
 def test_keep_warm_invokes_the_alias_every_five_minutes() -> None:
-    template = build_template([stage("prod", release(), function=FunctionSettings(keep_warm=True))])
+    template = build_template([stage("prod", release(), function=AwsFunctionSettings(keep_warm=True))])
     assert properties(template, "IrisProdKeepWarmRule") == {
         "Name": "lambdaserve-demo-iris-prod-warm",
         "Description": "Keeps an environment of iris in stage prod warm",
@@ -500,7 +500,7 @@ def test_the_outputs_give_each_endpoint_and_each_api_key_id() -> None:
 
 
 def test_every_resource_that_takes_tags_has_the_project_and_model_tags() -> None:
-    settings = FunctionSettings(keep_warm=True)
+    settings = AwsFunctionSettings(keep_warm=True)
     template = build_template([stage("test", release(), function=settings), stage("test", release("news"))])
     untaggable = {
         "AWS::Lambda::Version",
@@ -540,7 +540,7 @@ def test_a_stage_name_aws_refuses_is_an_error_with_a_fix(name: str, problem: str
 
 
 def test_settings_that_cannot_be_shared_are_refused() -> None:
-    big = FunctionSettings(memory_mb=2048)
+    big = AwsFunctionSettings(memory_mb=2048)
     with pytest.raises(LambdaserveError, match="function settings"):
         build_template([stage("test", release(), function=big), stage("prod", release())])
     limited = UsagePlanSettings(rate=1, burst=1)
@@ -574,7 +574,7 @@ CFN_LINT_CASES = {
         stage(
             "test",
             release("iris", 2, proba=True),
-            function=FunctionSettings(provisioned_concurrency=2, keep_warm=True, reserved_concurrency=10),
+            function=AwsFunctionSettings(provisioned_concurrency=2, keep_warm=True, reserved_concurrency=10),
             plan=UsagePlanSettings(10, 10, 100, "DAY"),
         ),
         stage(
@@ -582,7 +582,7 @@ CFN_LINT_CASES = {
             release("iris", 1, proba=True),
             canary=release("iris", 2, proba=True),
             weight=10,
-            function=FunctionSettings(keep_warm=True, reserved_concurrency=10),
+            function=AwsFunctionSettings(keep_warm=True, reserved_concurrency=10),
             plan=UsagePlanSettings(10, 10, 100, "DAY"),
         ),
         stage("prod", release("news_v2", 4), plan=UsagePlanSettings(10, 10, 100, "DAY")),

@@ -26,7 +26,7 @@ from lambdaserve.deploy.image import (
 )
 from lambdaserve.deploy.lock import Lock
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.pythons import runtime_files
+from lambdaserve.runtime import runtime_files
 
 DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is it running?"
 

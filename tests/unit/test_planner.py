@@ -27,7 +27,7 @@ from lambdaserve.deploy.planner import (
     repository_policy,
     version_description,
 )
-from lambdaserve.deploy.spec import Desired, FunctionSettings, Release, UsagePlanSettings
+from lambdaserve.deploy.spec import AwsFunctionSettings, Desired, Release, UsagePlanSettings
 from lambdaserve.errors import LambdaserveError
 
 NAMES = Names("shop", "123456789012", "eu-west-1")
@@ -203,7 +203,7 @@ def test_a_canary_of_a_version_never_published_names_it_once_published() -> None
 
 def test_settings_changes_are_planned_and_removed_settings_are_undone() -> None:
     want = desired(
-        function=FunctionSettings(
+        function=AwsFunctionSettings(
             memory_mb=1024, reserved_concurrency=5, provisioned_concurrency=2, keep_warm=True
         ),
         plan=UsagePlanSettings(rate=10, burst=10, quota_limit=100, quota_period="DAY"),
@@ -226,7 +226,7 @@ def test_settings_changes_are_planned_and_removed_settings_are_undone() -> None:
     before.keep_warm_targets = [{"Id": "alias", "Arn": "arn"}]
     assert before.function is not None
     before.function.alias_policy.add("lambdaserve-keep-warm")
-    ops = operations(plan_deploy(replace(want, function=FunctionSettings(memory_mb=1024)), before).steps)
+    ops = operations(plan_deploy(replace(want, function=AwsFunctionSettings(memory_mb=1024)), before).steps)
     assert ops == [
         "lambda:delete_function_concurrency",
         "lambda:delete_provisioned_concurrency_config",
@@ -418,7 +418,7 @@ def test_access_logs_make_a_log_group_and_set_the_account_role_only_where_none_i
 def test_a_new_base_or_architecture_tags_the_function_and_points_it_at_the_new_image() -> None:
     current = deployed(desired())
     want = desired(
-        function=FunctionSettings(architecture="arm64"),
+        function=AwsFunctionSettings(architecture="arm64"),
         build_tags={"lambdaserve:base": "public.ecr.aws/lambda/python:3.12@sha256:" + "b" * 64},
     )
     plan = plan_deploy(want, current)

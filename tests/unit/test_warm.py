@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lambdaserve.runtime.handler import PredictionService
-from lambdaserve.runtime.warm import warm_up_variable
+from lambdaserve.runtime.variables import warm_up_variable
 
 
 def test_the_warm_up_variable_holds_a_small_sample_and_nothing_else() -> None:

@@ -23,10 +23,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import json
 import random
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -45,19 +43,16 @@ from lambdaserve.apigateway.errors import (
 )
 from lambdaserve.apigateway.http import Request, Response
 from lambdaserve.apigateway.usage import UsageLimiter
-from lambdaserve.bundle.pins import installed_version
 from lambdaserve.functions.function import Function, Outcome
 from lambdaserve.functions.logbook import LogBook
 from lambdaserve.functions.metrics import Metrics
-from lambdaserve.functions.processes import EnvironmentServer
-from lambdaserve.functions.pythons import PythonEnvironment, SilentProgress, resolve_environment
 from lambdaserve.functions.series import LiveSignals, SeriesRecorder
+from lambdaserve.functions.service import HandlerSpec, LambdaService
 from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.runtime.apigw import compact, expand, new_apigw_id
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
-from lambdaserve.runtime.warm import warm_up_variable
-from lambdaserve.store import Alias, ApiKey, ModelVersion, Plan, Store
-from lambdaserve.store.store import hash_key
+from lambdaserve.store import Alias, ApiKey, Store
+from lambdaserve.store.catalog import Catalog
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_HEADER_BYTES = 10240  # API Gateway's limit on the request line and header values together
@@ -70,16 +65,6 @@ def header_size(request: Request) -> int:
 
 
 ROUTES = ("predict", "predict_proba")
-UNUSED_FUNCTION_S = 60.0
-
-
-@dataclass(frozen=True)
-class HandlerSpec:
-    """A user's own Lambda handler served as a function (``serve --handler``)."""
-
-    name: str
-    handler: str
-    task_root: str
 
 
 @dataclass
@@ -94,37 +79,6 @@ class GatewaySettings:
     warm: list[tuple[str, str]] = field(default_factory=list)  # (name, version) to INIT at start
     on_event: Callable[[dict[str, Any]], None] | None = None  # lifecycle events, for serve's output
     max_upload_mb: int = 200  # the console's model uploads (serve --max-upload-mb)
-
-
-class Catalog:
-    """The store's aliases, versions, keys and plans, cached; reloaded when the store changes."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._seen = -1
-        self.aliases: dict[tuple[str, str], Alias] = {}
-        self.versions: dict[tuple[str, int], ModelVersion] = {}
-        self.keys: dict[str, ApiKey] = {}
-        self.plans: dict[str, Plan] = {}
-        self.refresh()
-
-    def refresh(self, force: bool = False) -> bool:
-        seen = self.store.data_version()
-        if seen == self._seen and not force:
-            return False
-        self._seen = seen
-        self.versions = {(v.model, v.version): v for v in self.store.versions()}
-        self.aliases = {(a.model, a.stage): a for a in self.store.aliases()}
-        self.keys = {k.hash: k for k in self.store.api_keys()}
-        self.plans = {p.id: p for p in self.store.plans()}
-        return True
-
-    def key(self, value: str) -> ApiKey | None:
-        digest = hash_key(value)
-        key = self.keys.get(digest)
-        if key is None or not key.enabled or not hmac.compare_digest(key.hash, digest):
-            return None
-        return key
 
 
 class Gateway:
@@ -145,12 +99,17 @@ class Gateway:
         self.logs = LogBook(store.root)
         self.metrics = Metrics(LiveSignals(clock, wall))
         self.series = SeriesRecorder(self.metrics.live)
-        self.server = EnvironmentServer()
-        self.functions: dict[tuple[str, str], Function] = {}
-        self._creating: dict[tuple[str, str], asyncio.Task[Function]] = {}
-        self._warming: set[asyncio.Task[None]] = set()
-        self._pythons: dict[tuple[str, tuple[str, ...]], PythonEnvironment] = {}
-        self.handlers = {spec.name: spec for spec in self.settings.handlers}
+        self.lambdas = LambdaService(
+            store,
+            self.catalog,
+            self.settings.function,
+            self.logs,
+            self.metrics,
+            env_mode=self.settings.env_mode,
+            handlers=self.settings.handlers,
+            on_event=self.settings.on_event,
+        )
+        self.handlers = self.lambdas.handlers
         # What requests follow: the store's aliases, each once its new versions are initialised.
         self.routes: dict[tuple[str, str], Alias] = dict(self.catalog.aliases)
         self._flips: dict[tuple[str, str], asyncio.Task[None]] = {}  # INIT before a flip, per version
@@ -158,43 +117,24 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------------------
     def prepare(self) -> None:
         """Before the event loop: start INIT of the versions to warm, so it overlaps start-up."""
-        for name, version in self.settings.warm:
-            self.functions[(name, version)] = function = self._build(
-                name, version, self._python_sync(name, version)
-            )
-            function.spawn_template()
+        self.lambdas.prepare(self.settings.warm)
 
     async def start(self) -> None:
-        await self.server.start()
-        for name, version in self.settings.warm:
-            asyncio.get_running_loop().create_task(self.warm(name, version))
+        await self.lambdas.start(self.settings.warm)
 
-    async def warm(self, name: str, version: str) -> None:
-        """INIT a function version and make its first environment before any request."""
-        function = await self.function(name, version)
-        with contextlib.suppress(Exception):  # an INIT failure is logged; requests will report it
-            await function.start(environments=max(1, self.settings.function.provisioned))
+    @property
+    def functions(self) -> dict[tuple[str, str], Function]:
+        return self.lambdas.functions
 
-    def warm_later(self, name: str, version: str) -> None:
-        """Start INIT of a version now, in the background (the console, after a publish)."""
-
-        async def warming() -> None:
-            with contextlib.suppress(Exception):  # reported to requests and in the log, as in warm()
-                await self.warm(name, version)
-
-        task = asyncio.get_running_loop().create_task(warming())
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
+    async def function(self, name: str, version: str) -> Function:
+        return await self.lambdas.function(name, version)
 
     async def close(self) -> None:
         for task in list(self._flips.values()):
             task.cancel()
-        for function in list(self.functions.values()):
-            await function.stop()
-        self.functions.clear()
+        await self.lambdas.close()
         self.usage.flush()
         self.logs.flush()
-        await self.server.close()
 
     def refresh(self, force: bool = False) -> None:
         """Reload the store's state if it changed (``force``: even if not), and follow it."""
@@ -209,22 +149,17 @@ class Gateway:
             current = self.routes.get(stage_key)
             if current == alias:
                 continue
-            cold = [v for v in _versions(alias) - _versions(current) if not self._settled(alias.model, v)]
+            cold = [
+                v for v in _versions(alias) - _versions(current) if not self.lambdas.settled(alias.model, v)
+            ]
             if current is None or not cold:
                 self.routes[stage_key] = alias
                 continue
             # INIT them in the background, with as many environments as the stage uses now;
             # the stage flips when they are ready.
-            busy = sum(
-                len(f.environments) for v in _versions(current) if (f := self.functions.get((alias.model, v)))
-            )
+            busy = self.lambdas.environments(alias.model, _versions(current))
             for version in cold:
                 self._init_then_follow(alias.model, version, max(1, busy))
-
-    def _settled(self, name: str, version: str) -> bool:
-        """Whether a version's INIT has run: it can take requests at once (or has failed)."""
-        function = self.functions.get((name, version))
-        return function is not None and function.settled
 
     def _init_then_follow(self, name: str, version: str, environments: int) -> None:
         if (name, version) in self._flips:
@@ -257,13 +192,7 @@ class Gateway:
         self.usage.flush()
         self.logs.flush()
         self.series.maybe_sample(self.stage_routes())
-        now = time.monotonic() if now is None else now
-        routed = self.routed_versions()
-        for key, function in list(self.functions.items()):
-            function.reap(now)
-            if key not in routed and not function.busy and now - function.last_used > UNUSED_FUNCTION_S:
-                del self.functions[key]
-                asyncio.get_running_loop().create_task(function.stop())
+        self.lambdas.reap(time.monotonic() if now is None else now, self.routed_versions())
 
     def routed_versions(self) -> set[tuple[str, str]]:
         routed = {(name, "$LATEST") for name in self.handlers}
@@ -466,101 +395,6 @@ class Gateway:
             **handler_path,
         )
 
-    # -- functions ---------------------------------------------------------------------
-    async def function(self, name: str, version: str) -> Function:
-        key = (name, version)
-        function = self.functions.get(key)
-        if function is not None:
-            return function
-        if key not in self._creating:
-            self._creating[key] = asyncio.get_running_loop().create_task(self._create(name, version))
-        try:
-            return await asyncio.shield(self._creating[key])
-        finally:
-            self._creating.pop(key, None)
-
-    async def _create(self, name: str, version: str) -> Function:
-        if name in self.handlers:
-            python = PythonEnvironment(python=sys.executable, isolated=False)
-        else:  # may build an environment: not on the event loop
-            python = await asyncio.to_thread(self._python_for, self.catalog.versions[(name, int(version))])
-        function = self._build(name, version, python)
-        self.functions[(name, version)] = function
-        return function
-
-    def _python_sync(self, name: str, version: str) -> PythonEnvironment:
-        if name in self.handlers:
-            return PythonEnvironment(python=sys.executable, isolated=False)
-        return self._python_for(self.catalog.versions[(name, int(version))])
-
-    async def start_init(self, record: ModelVersion) -> Function:
-        """A function for a version about to be published, its INIT started now.
-
-        The console starts INIT while the upload is still being checked, so that the first
-        request after publishing finds the version ready. The function serves nothing
-        until ``adopt`` registers it (once the version really exists with this number).
-        """
-        python = await asyncio.to_thread(self._python_for, record)
-        function = self._build(record.model, str(record.version), python, record)
-        if self.settings.function.runtime == "default":  # runtime clients run INIT per environment
-            function.spawn_template()
-        return function
-
-    def adopt(self, function: Function) -> bool:
-        """Register a function made by ``start_init``; False (and it stops) if one exists."""
-        key = (function.name, function.version)
-        if key in self.functions or key in self._creating:
-            asyncio.get_running_loop().create_task(function.stop())
-            return False
-        self.functions[key] = function
-        return True
-
-    def _build(
-        self, name: str, version: str, python: PythonEnvironment, record: ModelVersion | None = None
-    ) -> Function:
-        if name in self.handlers:
-            spec = self.handlers[name]
-            env = {"_HANDLER": spec.handler, "LAMBDA_TASK_ROOT": spec.task_root}
-            cwd: str | None = spec.task_root
-        else:
-            record = record or self.catalog.versions[(name, int(version))]
-            env = {
-                "LAMBDASERVE_MODEL": str(self.store.model_path(record)),
-                "LAMBDASERVE_MODEL_SHA256": record.sha256,
-                "LAMBDASERVE_MODEL_FORMAT": record.format,
-                "LAMBDASERVE_MODEL_VERSION": version,
-                "LAMBDASERVE_TRUSTED_TYPES": ",".join(record.manifest.get("trusted_types") or []),
-                **warm_up_variable(record.manifest.get("sample_input"), 4096),
-            }
-            cwd = None
-        return Function(
-            name,
-            version,
-            python,
-            env,
-            self.settings.function,
-            self.server,
-            self.logs,
-            self.metrics,
-            cwd,
-            notify=self.settings.on_event,
-        )
-
-    def _python_for(self, record: ModelVersion) -> PythonEnvironment:
-        requirements = tuple(record.manifest.get("requirements") or ())
-        if self.settings.function.runtime == "awslambdaric":
-            # As in AWS's base images, the runtime client sits beside the model's libraries.
-            installed = installed_version("awslambdaric")
-            requirements += (f"awslambdaric=={installed}" if installed else "awslambdaric",)
-        python_version = str(record.manifest.get("python") or "")
-        cache_key = (python_version, requirements)
-        if cache_key not in self._pythons:
-            progress = _LogProgress(self.logs, record.model)
-            self._pythons[cache_key] = resolve_environment(
-                list(requirements), python_version, self.settings.env_mode, progress
-            )
-        return self._pythons[cache_key]
-
 
 class _GaveUp(Exception):
     """The integration timeout passed: the caller stops waiting; the invocation goes on."""
@@ -619,14 +453,3 @@ def proxy_to_http(outcome: Outcome) -> Response:
     else:
         raw = str(body).encode("utf-8")
     return Response(status, headers, raw)
-
-
-class _LogProgress(SilentProgress):
-    """Environment builds started by the server report into the model's log."""
-
-    def __init__(self, logs: LogBook, model: str) -> None:
-        self.logs = logs
-        self.model = model
-
-    def step(self, message: str) -> None:
-        self.logs.write(self.model, [f"[lambdaserve] {message}"])

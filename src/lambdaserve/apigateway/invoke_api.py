@@ -92,7 +92,7 @@ async def invoke_function(gateway: Gateway, request: HTTPRequest) -> Response:
     headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version}
     if invocation_type == "DryRun":
         return Response(status_code=204, headers=headers)
-    function = await gateway.function(name, version)
+    function = await gateway.lambdas.function(name, version)
     if invocation_type == "Event":
         task = asyncio.get_running_loop().create_task(function.invoke(event, request_id))
         task.add_done_callback(lambda _task: None)

@@ -25,10 +25,10 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 
 from lambdaserve.apigateway.errors import LimitExceeded, TooManyRequests
-from lambdaserve.store import ApiKey, Plan, Store
+from lambdaserve.store import ApiKey, Store, UsagePlan
+from lambdaserve.store.records import period_start
 
 Clock = Callable[[], float]
 log = logging.getLogger(__name__)
@@ -50,27 +50,6 @@ class TokenBucket:
         return False
 
 
-def period_start(period: str, wall: float) -> str:
-    """The start of the quota period containing ``wall`` (UTC), as an ISO date."""
-    day = datetime.fromtimestamp(wall, timezone.utc).date()
-    if period == "WEEK":
-        day -= timedelta(days=day.weekday())
-    elif period == "MONTH":
-        day = day.replace(day=1)
-    return f"{period}:{day.isoformat()}"
-
-
-def period_end(period: str, wall: float) -> float:
-    start = datetime.fromisoformat(period_start(period, wall).split(":", 1)[1]).replace(tzinfo=timezone.utc)
-    if period == "DAY":
-        end = start + timedelta(days=1)
-    elif period == "WEEK":
-        end = start + timedelta(days=7)
-    else:
-        end = (start + timedelta(days=32)).replace(day=1)
-    return end.timestamp()
-
-
 class UsageLimiter:
     def __init__(self, store: Store, clock: Clock = time.monotonic, wall: Clock = time.time) -> None:
         self.store = store
@@ -82,7 +61,7 @@ class UsageLimiter:
         self.admitted = 0  # counted requests so far, numbered from 1
         self.stored = 0  # the number up to which every count is in the store
 
-    def admit(self, key: ApiKey, plan: Plan | None) -> int | None:
+    def admit(self, key: ApiKey, plan: UsagePlan | None) -> int | None:
         """Count one request against the key's plan, or raise the 429 it gets.
 
         Returns a counted request's number: pass it to ``written`` before answering.
@@ -107,7 +86,7 @@ class UsageLimiter:
         self.admitted += 1
         return self.admitted
 
-    def used(self, key: ApiKey, plan: Plan) -> int:
+    def used(self, key: ApiKey, plan: UsagePlan) -> int:
         if plan.quota_period is None:
             return 0
         return self._count((key.id, period_start(plan.quota_period, self.wall())))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import IO, Any
 
-from lambdaserve.bundle.pickle_values import Call, ScanError, global_key
+from lambdaserve.bundle.pickle_values import PickledCall, ScanError, global_key
 
 JOBLIB_ARRAY_WRAPPERS = {("joblib.numpy_pickle", "NumpyArrayWrapper")}
 
@@ -33,7 +33,7 @@ def dtype_layout(dtype: Any) -> tuple[int, bool]:
     void); for every other type it comes from the type code ('f8' is 8 bytes whatever the
     state says), and only 'O' holds objects.
     """
-    if not (isinstance(dtype, Call) and isinstance(dtype.args, tuple) and dtype.args):
+    if not (isinstance(dtype, PickledCall) and isinstance(dtype.args, tuple) and dtype.args):
         raise ScanError("a joblib array with an unreadable dtype")
     descr = dtype.args[0]
     state = dtype.state if isinstance(dtype.state, tuple) else ()

@@ -3,7 +3,7 @@
 ``scan_pickle`` walks the opcode stream with ``pickletools.genops`` and keeps a
 symbolic stack and memo: strings, numbers, tuples and dicts are kept as values, every
 import (``GLOBAL``, ``STACK_GLOBAL``, ``INST``, extension codes) becomes a ``Global``
-and every call a ``Call``. Nothing is imported and nothing is called, so a hostile file
+and every call a ``PickledCall``. Nothing is imported and nothing is called, so a hostile file
 is harmless here. From that walk it reports:
 
 - every module and global the file imports when loaded;
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from lambdaserve.bundle.joblib_layout import JOBLIB_ARRAY_WRAPPERS, dtype_layout, mentions_wrapper, skip_bytes
-from lambdaserve.bundle.pickle_values import OPAQUE, Call, Global, ScanError, global_key
+from lambdaserve.bundle.pickle_values import OPAQUE, Global, PickledCall, ScanError, global_key
 from lambdaserve.bundle.scan_rules import LOAD_TIME_HOOKS, VERSION_KEYS, Finding, call_finding, global_finding
 
 __all__ = ["Finding", "PickleScan", "ScanError", "scan_pickle"]
@@ -235,8 +235,8 @@ class _Walker:
                 self.scan.refused_globals.append(dotted)
         return imported
 
-    def called(self, func: Any, args: Any) -> Call:
-        call = Call(func, args)
+    def called(self, func: Any, args: Any) -> PickledCall:
+        call = PickledCall(func, args)
         if self.joblib and global_key(func) not in JOBLIB_ARRAY_WRAPPERS and mentions_wrapper(args):
             # joblib spots its wrappers with isinstance(); one built any other way (a
             # subclass, copyreg._reconstructor) would make joblib read raw bytes where
@@ -249,19 +249,19 @@ class _Walker:
                 self.flag(finding.what, finding.reason)
         if isinstance(func, Global) and func.module in CLOUDPICKLE_MODULES:
             self._cloudpickle_call(func.name, args, call)
-        elif isinstance(func, Call) and not _is_builtin_type(func):
+        elif isinstance(func, PickledCall) and not _is_builtin_type(func):
             # Calling something the pickle itself built (a function made from pickled
             # code, the result of getattr, ...) runs code while the file loads.
             self.flag("a call to an object built by the pickle", "code from the file runs while it loads")
         return call
 
-    def instantiated(self, cls: Any, args: Any) -> Call:
+    def instantiated(self, cls: Any, args: Any) -> PickledCall:
         """``cls.__new__(cls, *args)``: builds an object without calling code from the file."""
         if self.joblib and global_key(cls) not in JOBLIB_ARRAY_WRAPPERS and mentions_wrapper(args):
             raise ScanError("a joblib array wrapper built indirectly")
-        return Call(cls, args)
+        return PickledCall(cls, args)
 
-    def _cloudpickle_call(self, name: str, args: tuple[Any, ...], call: Call) -> None:
+    def _cloudpickle_call(self, name: str, args: tuple[Any, ...], call: PickledCall) -> None:
         scan = self.scan
         if name == "subimport" and args and isinstance(args[0], str):
             if args[0] not in scan.by_value_imports:
@@ -274,7 +274,7 @@ class _Walker:
             parts = args[1] if isinstance(args[1], tuple) else ()
             names = [p.get(k) for p in parts if isinstance(p, dict) for k in ("__qualname__", "__name__")]
             scan.by_value_functions.append(next((n for n in names if isinstance(n, str)), "<function>"))
-        elif name == "_class_setstate" and len(args) == 2 and isinstance(args[0], Call):
+        elif name == "_class_setstate" and len(args) == 2 and isinstance(args[0], PickledCall):
             class_dict = args[1][0] if isinstance(args[1], tuple) and args[1] else None
             hooks = sorted(LOAD_TIME_HOOKS & set(class_dict)) if isinstance(class_dict, dict) else []
             if hooks:
@@ -286,7 +286,7 @@ class _Walker:
                 )
 
     def built(self, obj: Any, state: Any) -> None:
-        if isinstance(obj, Call):
+        if isinstance(obj, PickledCall):
             obj.state = state
         for part in state if isinstance(state, tuple) else (state,):
             if isinstance(part, dict):
@@ -296,7 +296,7 @@ class _Walker:
                         versions = self.scan.recorded_versions.setdefault(library, [])
                         if version not in versions:
                             versions.append(version)
-        if self.joblib and isinstance(obj, Call) and global_key(obj.func) in JOBLIB_ARRAY_WRAPPERS:
+        if self.joblib and isinstance(obj, PickledCall) and global_key(obj.func) in JOBLIB_ARRAY_WRAPPERS:
             self._skip_joblib_array(state)
 
     def _skip_joblib_array(self, state: Any) -> None:
@@ -374,7 +374,7 @@ def _guarded_finding(func: Global, args: tuple[Any, ...]) -> Finding | None:
     return None
 
 
-def _is_builtin_type(value: Call) -> bool:
+def _is_builtin_type(value: PickledCall) -> bool:
     # cloudpickle's _builtin_type("CodeType") returns a type; calling it constructs data.
     return global_key(value.func) in {(m, "_builtin_type") for m in CLOUDPICKLE_MODULES}
 

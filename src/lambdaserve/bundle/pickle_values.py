@@ -20,7 +20,7 @@ class Global:
 
 
 @dataclass
-class Call:
+class PickledCall:
     func: Any
     args: Any
     state: Any = None

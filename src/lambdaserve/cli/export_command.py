@@ -36,8 +36,8 @@ from lambdaserve.deploy.spec import (
     DEFAULT_RATE,
     DEFAULT_RESERVED_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
+    AwsFunctionSettings,
     Desired,
-    FunctionSettings,
     Release,
     UsagePlanSettings,
     recommended_memory,
@@ -139,7 +139,7 @@ def cloudformation(
         burst = max(1, int(throttle))
     check_limits(throttle, burst, quota_limit, quota_period)
     reserved_count = parse_count(reserved, "--reserved-concurrency")
-    function = FunctionSettings(
+    function = AwsFunctionSettings(
         memory_mb=memory or DEFAULT_MEMORY_MB,
         timeout_s=timeout,
         reserved_concurrency=None
@@ -177,7 +177,7 @@ export_app.command("cloudformation")(cloudformation)
 
 
 def desired_stages(
-    store: Store, names: Names, models: list[str], function: FunctionSettings, plan: UsagePlanSettings
+    store: Store, names: Names, models: list[str], function: AwsFunctionSettings, plan: UsagePlanSettings
 ) -> tuple[list[Desired], dict[str, int]]:
     """Every stage of the models, and the version each model's function is configured with.
 
@@ -214,7 +214,7 @@ def desired_stages(
     latest: dict[str, Alias] = {}
     for alias in chosen:
         before = latest.get(alias.model)
-        if before is None or (alias.updated, _newest(alias)) > (before.updated, _newest(before)):
+        if before is None or alias.sequence > before.sequence:
             latest[alias.model] = alias
     return desired, {model: _newest(alias) for model, alias in sorted(latest.items())}
 

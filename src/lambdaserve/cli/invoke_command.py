@@ -10,12 +10,14 @@ from typing import Any
 import typer
 from rich.json import JSON
 
-from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
+from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, STATE_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
+from lambdaserve.cli.state import state_root
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.invoke import invoke_once
-from lambdaserve.functions.target import describe_mismatches, load_target
+from lambdaserve.functions.target import Target, describe_mismatches, load_target
 from lambdaserve.runtime.apigw import rest_proxy_event
+from lambdaserve.store import Store
 
 
 @handle_errors
@@ -33,12 +35,15 @@ def invoke(
         256, "--memory", help="Memory size in MB; the environment is killed above it."
     ),
     timeout: float = typer.Option(10.0, "--timeout", help="Function timeout in seconds."),
+    state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run INIT and one invocation in a fresh process, as `sam local invoke` does, without Docker.
 
     Prints Lambda's START / END / REPORT lines and the handler's logs on stderr, and the
-    handler's result on stdout. Exits 0 only when the result's statusCode is 2xx.
+    handler's result on stdout. Exits 0 only when the result's statusCode is 2xx. The
+    function runs as `serve` runs it; a file pushed to the local store under the same name
+    reports its version number there (x-lambdaserve-model-version), as `serve` does.
 
     Example:
 
@@ -59,7 +64,13 @@ def invoke(
     )
     with progress() as reporter:
         invocation, python = invoke_once(
-            resolved, payload, env_mode=env, progress=reporter, memory_mb=memory, timeout_s=timeout
+            resolved,
+            payload,
+            env_mode=env,
+            progress=reporter,
+            memory_mb=memory,
+            timeout_s=timeout,
+            version=_stored_version(resolved, state_dir),
         )
     if python.mismatches and not python.isolated:
         warn(describe_mismatches(python.mismatches))
@@ -92,6 +103,19 @@ def invoke(
         _summarise(result, invocation.status)
     if not succeeded:
         raise typer.Exit(1)
+
+
+def _stored_version(target: Target, state_dir: Path | None) -> str | None:
+    """The number of the stored version that is this very file (same name, same sha256)."""
+    root = state_root(state_dir)
+    if not (root / "state.db").is_file():
+        return None
+    store = Store(root)
+    try:
+        same = [v for v in store.versions(target.name) if v.sha256 == target.sha256]
+    finally:
+        store.close()
+    return str(same[-1].version) if same else None
 
 
 def _read_event(path: Path) -> Any:

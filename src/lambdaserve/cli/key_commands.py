@@ -15,14 +15,13 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lambdaserve.apigateway.usage import period_start
 from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store import ApiKey, Plan, Store
-from lambdaserve.store.records import parse_quota
+from lambdaserve.store import ApiKey, Store, UsagePlan
+from lambdaserve.store.records import parse_quota, period_start
 from lambdaserve.store.store import DEFAULT_PLAN, DEFAULT_STAGE
 
 _PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}
@@ -315,7 +314,7 @@ def _find_key(store: Store, ref: str) -> ApiKey:
     return named[0]
 
 
-def _default_plan(store: Store) -> Plan:
+def _default_plan(store: Store) -> UsagePlan:
     # API Gateway only accepts a key through a usage plan; ours makes an unlimited one.
     try:
         return store.plan(DEFAULT_PLAN)

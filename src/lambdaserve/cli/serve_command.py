@@ -16,8 +16,7 @@ from lambdaserve.cli.output import err, handle_errors, out, print_json, progress
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name, default_name
-from lambdaserve.store import Plan, Store
-from lambdaserve.store.records import parse_quota
+from lambdaserve.store import Store, UsagePlan
 from lambdaserve.store.store import check_stage
 
 
@@ -76,13 +75,14 @@ def serve(
 
         curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
     """
-    from lambdaserve.apigateway.gateway import Gateway, GatewaySettings, HandlerSpec  # only when serving
+    from lambdaserve.apigateway.gateway import Gateway, GatewaySettings  # only when serving
     from lambdaserve.app.listen import bind
-    from lambdaserve.functions.settings import MODES, FunctionSettings
+    from lambdaserve.functions.service import HandlerSpec
+    from lambdaserve.functions.settings import MODES, RUNTIMES, FunctionSettings
 
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")
-    if runtime not in ("default", "awslambdaric"):
+    if runtime not in RUNTIMES:
         raise LambdaserveError(f"Unknown --runtime {runtime!r}.", "Use default or awslambdaric.")
     check_stage(stage)
     if max_upload_mb < 1:
@@ -98,11 +98,10 @@ def serve(
         served.append(_register(store, model, name, stage, trust, env, as_json))
 
     created_key = None
-    plan: Plan | None = None
+    plan: UsagePlan | None = None
     if not no_api_key:
-        plan = _default_plan(store, rate, burst, quota, stage)
-        if not any(k.enabled and k.plan_id == plan.id for k in store.api_keys()):
-            _, created_key = store.create_key("default", plan.name)
+        plan = store.default_plan(stage, rate, burst, quota)
+        created_key = store.default_key(plan)
     token, new_token = store.admin_token()
     if host not in ("127.0.0.1", "localhost", "::1"):
         warn(
@@ -227,26 +226,6 @@ def _publish(
             f"stage {stage} -> {record.version}"
         )
     return record.model, str(record.version)
-
-
-def _default_plan(store: Store, rate: float | None, burst: int | None, quota: str | None, stage: str) -> Plan:
-    """The plan serve's key lives in: ``default``, attached to the stage served, with the
-    throttle and quota given on the command line (changed if they differ)."""
-    limit, period = parse_quota(quota)
-    if rate is not None and burst is None:
-        burst = max(1, int(rate))
-    existing = {p.name: p for p in store.plans()}
-    if "default" not in existing:
-        return store.create_plan("default", rate, burst, limit, period, [stage])
-    plan = store.attach_stage("default", stage)
-    if (rate, burst, limit, period) != (None, None, None, None) and (
-        plan.rate,
-        plan.burst,
-        plan.quota_limit,
-        plan.quota_period,
-    ) != (rate, burst, limit, period):
-        return store.update_plan("default", rate, burst, limit, period)
-    return plan
 
 
 def _event_printer(as_json: bool) -> Callable[[dict[str, Any]], None]:

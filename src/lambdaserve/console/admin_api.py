@@ -103,7 +103,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     async def health(request: HTTPRequest) -> Response:
         functions = [
             {"model": f.name, "version": f.version, "environments": len(f.environments), "busy": f.busy}
-            for f in gateway.functions.values()
+            for f in gateway.lambdas.functions.values()
         ]
         return JSONResponse({"status": "ok", "version": __version__, "functions": functions})
 

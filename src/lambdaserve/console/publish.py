@@ -32,7 +32,7 @@ from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.function import Function
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name
-from lambdaserve.store import ModelVersion, Plan, Store
+from lambdaserve.store import ModelVersion, Store, UsagePlan
 from lambdaserve.store.store import DEFAULT_PLAN, check_stage
 
 
@@ -91,7 +91,7 @@ async def publish_upload(
         raise
     if early is not None:
         if early.version == str(record.version) and record.sha256 == report.sha256:
-            gateway.adopt(early)
+            gateway.lambdas.adopt(early)
         else:  # someone else published meanwhile: this number is another file's
             await early.stop()
 
@@ -102,7 +102,7 @@ async def publish_upload(
     gateway.refresh(force=True)
     if alias is not None and record.version in (alias.version, alias.canary_version):
         # INIT now, while the client reads the report: the first request finds the version warm.
-        gateway.warm_later(model, str(record.version))
+        gateway.lambdas.warm_later(model, str(record.version))
 
     key: dict[str, Any] | None = None
     if key_options is not None:
@@ -128,7 +128,7 @@ async def publish_upload(
     }
 
 
-def _key_plan(store: Store, key_options: dict[str, Any], stage: str) -> Plan | None:
+def _key_plan(store: Store, key_options: dict[str, Any], stage: str) -> UsagePlan | None:
     """The named plan for the key to make, checked before anything is published: it must
     exist and be attached to the stage (None: the default plan, attached on the way)."""
     name = key_options.get("plan")
@@ -177,7 +177,7 @@ async def _start_init_early(
         },
         created="",
     )
-    return await gateway.start_init(record)
+    return await gateway.lambdas.start_init(record)
 
 
 def _put_model_file(root: Path, path: Path, sha256: str) -> Path:

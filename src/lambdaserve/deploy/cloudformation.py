@@ -40,8 +40,9 @@ from lambdaserve.deploy.cloudformation_syntax import bucket_name, cfn_tags, get_
 from lambdaserve.deploy.lambda_plan import WARM_EVENT
 from lambdaserve.deploy.names import Names, check_api_stage
 from lambdaserve.deploy.planner import TRUST_POLICY, lambda_pull_statement, lifecycle_policy
-from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, Desired, FunctionSettings, Release
+from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, AwsFunctionSettings, Desired, Release
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.runtime.variables import MODEL
 
 KEEP_WARM_INPUT = json.dumps(WARM_EVENT)
 STORAGE_ONLY = "StorageOnly"  # the parameter
@@ -268,7 +269,7 @@ class _Template:
         variables = {
             **current.environment(),
             # The runtime's model location (runtime/source.py), as lambdaserve deploy writes it.
-            "LAMBDASERVE_MODEL": sub(f"s3://${{{BUCKET}}}/${{{key}}}?versionId=${{{object_version}}}"),
+            MODEL: sub(f"s3://${{{BUCKET}}}/${{{key}}}?versionId=${{{object_version}}}"),
         }
         stack_image = sub(f"${{{REPOSITORY}.RepositoryUri}}:{tag}")
         function: dict[str, Any] = {
@@ -494,7 +495,7 @@ class _Template:
         }
 
 
-def _function_settings(model: str, stages: list[Desired]) -> FunctionSettings:
+def _function_settings(model: str, stages: list[Desired]) -> AwsFunctionSettings:
     """The settings of the model's one function, which all its stages share."""
     shared = {dataclasses.replace(d.function, provisioned_concurrency=None, keep_warm=False) for d in stages}
     if len(shared) > 1:

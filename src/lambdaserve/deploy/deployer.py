@@ -34,8 +34,8 @@ from lambdaserve.deploy.spec import (
     DEFAULT_RESERVED_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
     MIN_UNRESERVED_CONCURRENCY,
+    AwsFunctionSettings,
     Desired,
-    FunctionSettings,
     Release,
     UsagePlanSettings,
     recommended_memory,
@@ -237,7 +237,7 @@ def _release(store: Store, model: str, version: int | None) -> Release:
 
 def _function_settings(
     options: DeployOptions, current: Current, release: Release, notes: list[str]
-) -> FunctionSettings:
+) -> AwsFunctionSettings:
     """The flags, else what is deployed, else (for a new function) the defaults."""
     function = current.function
     measured = release.measured_memory_mb
@@ -271,7 +271,7 @@ def _function_settings(
     elif provisioned == OFF:
         provisioned = None
     retention = (current.log_group or {}).get("retentionInDays")
-    return FunctionSettings(
+    return AwsFunctionSettings(
         memory_mb=memory,
         timeout_s=options.timeout_s or (function.timeout_s if function else DEFAULT_TIMEOUT_S),
         reserved_concurrency=reserved,

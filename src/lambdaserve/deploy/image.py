@@ -36,7 +36,8 @@ from pathlib import Path
 from lambdaserve.deploy.base import Base, copy_python_build, python_build
 from lambdaserve.deploy.lock import Lock, compile_bytecode, install_lock
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.pythons import Progress, runtime_files, stream_command
+from lambdaserve.functions.pythons import Progress, stream_command
+from lambdaserve.runtime import runtime_files
 
 HANDLER = "lambdaserve.runtime.handler.handler"
 TASK_ROOT = "/var/task"

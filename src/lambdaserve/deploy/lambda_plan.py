@@ -15,6 +15,7 @@ from lambdaserve.deploy.current import Current, FunctionState
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.plan import Call, Fmt, Plan, Ref, Wait
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, Desired, Release
+from lambdaserve.runtime.variables import MODEL
 
 WARM_EVENT = {"lambdaserve": "warm"}
 KEEP_WARM_SID = "lambdaserve-keep-warm"
@@ -186,7 +187,7 @@ def _environment(release: Release, bucket: str, key: str, object_version: str | 
     variables: dict[str, Value] = dict(release.environment())
     location = f"s3://{bucket}/{key}?versionId="
     # The object may be uploaded by this plan: then its version is known only when the upload answers.
-    variables["LAMBDASERVE_MODEL"] = (
+    variables[MODEL] = (
         location + object_version
         if isinstance(object_version, str)
         else Fmt(location + "{v}", (("v", object_version),))

@@ -13,7 +13,7 @@ from typing import Any
 
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.runtime.warm import warm_up_variable
+from lambdaserve.runtime.variables import AWS_WARM_UP_BYTES, handler_variables
 from lambdaserve.store.records import ModelVersion
 
 DEFAULT_MEMORY_MB = 512  # when the bundle records no measurement (made before lambdaserve measured INIT)
@@ -91,15 +91,14 @@ class Release:
 
     def environment(self) -> dict[str, str]:
         """The function's variables, but for LAMBDASERVE_MODEL (which needs the S3 object's version)."""
-        variables = {
-            "LAMBDASERVE_MODEL_SHA256": self.sha256,
-            "LAMBDASERVE_MODEL_FORMAT": self.format,
-            "LAMBDASERVE_MODEL_VERSION": str(self.version),
-        }
-        if self.trusted_types:
-            variables["LAMBDASERVE_TRUSTED_TYPES"] = ",".join(self.trusted_types)
-        variables.update(warm_up_variable(self.sample_input, 1024))  # within Lambda's 4 KB of variables
-        return variables
+        return handler_variables(
+            sha256=self.sha256,
+            model_format=self.format,
+            version=str(self.version),
+            trusted_types=self.trusted_types,
+            sample=self.sample_input,
+            warm_up_bytes=AWS_WARM_UP_BYTES,
+        )
 
 
 def _carries_code(scan: dict[str, Any]) -> bool:
@@ -128,7 +127,7 @@ class UsagePlanSettings:
 
 
 @dataclass(frozen=True)
-class FunctionSettings:
+class AwsFunctionSettings:
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_s: int = DEFAULT_TIMEOUT_S
     reserved_concurrency: int | None = None
@@ -172,7 +171,7 @@ class Desired:
     names: Names
     stage: str
     release: Release
-    function: FunctionSettings = field(default_factory=FunctionSettings)
+    function: AwsFunctionSettings = field(default_factory=AwsFunctionSettings)
     plan: UsagePlanSettings = field(default_factory=UsagePlanSettings)
     canary: Release | None = None
     canary_weight: float = 0.0  # percent

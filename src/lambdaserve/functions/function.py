@@ -26,35 +26,42 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from lambdaserve.functions.log_lines import kill_error, timeout_line
-from lambdaserve.functions.logbook import LogBook, frame_invocations
+from lambdaserve.functions.log_lines import Report, kill_error, timeout_line
+from lambdaserve.functions.logbook import LogSink, frame_invocations
 from lambdaserve.functions.metrics import Metrics
 from lambdaserve.functions.processes import (
-    Environment,
+    ColdStart,
     EnvironmentLost,
     EnvironmentServer,
+    ExecutionEnvironment,
     InitFailed,
     Template,
 )
 from lambdaserve.functions.pythons import PythonEnvironment
 from lambdaserve.functions.runtime_api import RuntimeAPIEnvironment
 from lambdaserve.functions.settings import FunctionSettings
-from lambdaserve.runtime.apigw import COMPACT, expand
+from lambdaserve.runtime.apigw import COMPACT
 
 _WATCH_S = 0.05
 _INIT_RETRY_S = 2.0
+
+
+# ok: the handler returned; error: it raised; timeout, memory: killed for a limit; crash: the
+# environment died; throttled: no environment may take it; init: INIT failed.
+Status = Literal["ok", "error", "timeout", "memory", "crash", "throttled", "init"]
 
 
 @dataclass
 class Outcome:
     """How one invocation ended: ``payload`` when the handler returned, else ``error``."""
 
-    status: str = "ok"  # ok | error | timeout | memory | crash | throttled | init
+    status: Status = "ok"
     payload: Any = None
     error: dict[str, Any] | None = None
     logs: list[str] = field(default_factory=list)  # START .. REPORT of this invocation
+    report: Report | None = None  # its REPORT, once an environment ran it
 
 
 @dataclass
@@ -94,7 +101,7 @@ class Function:
         env: dict[str, str],
         settings: FunctionSettings,
         server: EnvironmentServer,
-        logs: LogBook,
+        logs: LogSink,
         metrics: Metrics,
         cwd: str | None = None,
         notify: Callable[[dict[str, Any]], None] | None = None,
@@ -114,12 +121,13 @@ class Function:
                 "AWS_LAMBDA_FUNCTION_NAME": name,
                 "AWS_LAMBDA_FUNCTION_VERSION": version,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
+                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(settings.timeout_s)),
             },
             cwd,
         )
         self.template: Template | None = None
-        self.environments: list[Environment | RuntimeAPIEnvironment] = []
-        self.idle: list[Environment | RuntimeAPIEnvironment] = []
+        self.environments: list[ExecutionEnvironment] = []
+        self.idle: list[ExecutionEnvironment] = []
         self.queue: collections.deque[_Pending] = collections.deque()
         self.forking = 0
         self.last_used = time.monotonic()
@@ -161,6 +169,22 @@ class Function:
 
     async def invoke(self, event: Any, request_id: str) -> Outcome:
         return await self.submit(event, request_id)
+
+    async def describe(self) -> dict[str, Any]:
+        """What the model says of itself (``has_proba``, feature names, classes), asked of an
+        idle environment (one is forked when there is none). Raises ``InitFailed``."""
+        await self._ensure_template()
+        if not self.idle:
+            self.forking += 1
+            await self._grow()
+        if not self.idle:
+            raise EnvironmentLost("no environment could be made to describe the model")
+        env = self.idle.pop()
+        env.busy = True
+        try:
+            return await env.describe()
+        finally:
+            self._release(env)
 
     def submit(self, event: Any, request_id: str) -> asyncio.Future[Outcome]:
         """Queue one invocation; the future resolves with its outcome."""
@@ -224,8 +248,7 @@ class Function:
             if template is not None:
                 await template.stop()
         for env in stopping:
-            if isinstance(env, RuntimeAPIEnvironment):
-                await env.stop()  # our own child process: wait for it
+            await env.stop()  # a runtime client is our own child: wait for it
         self._update_gauges()
 
     # -- scheduling --------------------------------------------------------------------
@@ -333,8 +356,9 @@ class Function:
             )
             return
         self.forking -= 1
-        env.cold_start = ("Init", template.init_ms + restore_ms) if first else ("Restore", restore_ms)
-        self.metrics.cold_start(self.name, self.version, "init" if first else "restore", env.cold_start[1])
+        cold: ColdStart = ("Init", template.init_ms + restore_ms) if first else ("Restore", restore_ms)
+        env.cold_start = cold
+        self.metrics.cold_start(self.name, self.version, "init" if first else "restore", cold[1])
         self._adopt(env)
 
     async def _grow_runtime_client(self) -> None:
@@ -356,7 +380,7 @@ class Function:
         self.metrics.init_duration.labels(self.name, self.version, "init").observe(init_ms / 1000)
         self._adopt(env)
 
-    def _adopt(self, env: Environment | RuntimeAPIEnvironment) -> None:
+    def _adopt(self, env: ExecutionEnvironment) -> None:
         if self._closed:
             env.kill()
             return
@@ -372,39 +396,33 @@ class Function:
                 pending.future.set_result(outcome)
 
     # -- messages to one environment ----------------------------------------------------
-    async def _run(self, env: Environment | RuntimeAPIEnvironment, first: _Flight) -> None:
+    async def _run(self, env: ExecutionEnvironment, first: _Flight) -> None:
         """Keep the environment busy while requests wait; answer each batch as it lands."""
         flight: _Flight | None = first
         while flight is not None:
             landed = await self._land(env, flight)
             following = None
-            if self.queue and isinstance(env, Environment) and env.alive and not self._closed:
+            if self.queue and env.pipelined and env.alive and not self._closed:
                 # Pipelined: the environment starts on the next batch before this one is answered.
                 following = self._hand(env, self._take())
             self._answer(flight, landed)
             flight = following
         self._release(env)
 
-    def _hand(self, env: Environment | RuntimeAPIEnvironment, batch: list[_Pending]) -> _Flight:
+    def _hand(self, env: ExecutionEnvironment, batch: list[_Pending]) -> _Flight:
         cold, env.cold_start = env.cold_start, None
         # The timeout is a timer that kills the environment; the pending read then ends at once.
         timer = asyncio.get_running_loop().call_later(self.settings.timeout_s, env.kill, "timeout")
         flight = _Flight(batch, time.perf_counter(), timer, cold)
-        if isinstance(env, Environment):
-            deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
-            with contextlib.suppress(EnvironmentLost):  # noticed when the answer is awaited
-                env.send([p.request_id for p in batch], [p.event for p in batch], deadline_ms)
+        deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
+        with contextlib.suppress(EnvironmentLost):  # noticed when the answer is awaited
+            env.send([p.request_id for p in batch], [p.event for p in batch], deadline_ms)
         return flight
 
-    async def _land(self, env: Environment | RuntimeAPIEnvironment, flight: _Flight) -> _Landed:
+    async def _land(self, env: ExecutionEnvironment, flight: _Flight) -> _Landed:
         batch = flight.batch
         try:
-            if isinstance(env, Environment):
-                result = await env.receive()
-            else:
-                deadline_ms = int((time.time() + self.settings.timeout_s) * 1000)
-                events = [expand(p.event) for p in batch]  # the runtime client needs whole events
-                result = await env.invoke([p.request_id for p in batch], events, deadline_ms)
+            result = await env.receive()
         except EnvironmentLost:
             env.kill()
             reason = env.killed_for or "crash"
@@ -434,7 +452,7 @@ class Function:
 
     def _answer(self, flight: _Flight, landed: _Landed) -> None:
         ids = [p.request_id for p in flight.batch]
-        per_request = self._log(
+        framed = self._log(
             ids,
             landed.lines,
             landed.duration_ms,
@@ -444,13 +462,13 @@ class Function:
             landed.error_type,
         )
         self.metrics.batch_size.labels(self.name, self.version).observe(len(flight.batch))
-        for pending, outcome, logs in zip(flight.batch, landed.outcomes, per_request, strict=True):
-            outcome.logs = logs
+        for pending, outcome, (logs, report) in zip(flight.batch, landed.outcomes, framed, strict=True):
+            outcome.logs, outcome.report = logs, report
             self.metrics.invocations.labels(self.name, self.version, outcome.status).inc()
             if not pending.future.done():
                 pending.future.set_result(outcome)
 
-    def _release(self, env: Environment | RuntimeAPIEnvironment) -> None:
+    def _release(self, env: ExecutionEnvironment) -> None:
         env.busy = False
         env.invocations += 1
         env.last_used = time.monotonic()
@@ -461,7 +479,7 @@ class Function:
         self._update_gauges()
         self._schedule()
 
-    def _forget(self, env: Environment | RuntimeAPIEnvironment) -> None:
+    def _forget(self, env: ExecutionEnvironment) -> None:
         if env in self.environments:
             self.environments.remove(env)
         self._update_gauges()
@@ -475,11 +493,11 @@ class Function:
         cold: tuple[str, float] | None,
         status: str | None,
         error_type: str | None,
-    ) -> list[list[str]]:
+    ) -> list[tuple[list[str], Report]]:
         framed = frame_invocations(
             ids, lines, self.version, duration, self.settings.memory_mb, memory, cold, status, error_type
         )
-        self.logs.write(self.name, [line for lines in framed for line in lines])
+        self.logs.write(self.name, [line for lines, _ in framed for line in lines])
         return framed
 
     # -- limits ------------------------------------------------------------------------

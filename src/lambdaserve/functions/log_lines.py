@@ -24,6 +24,7 @@ class Report:
     memory_size_mb: int
     max_memory_used_mb: int
     init_duration_ms: float | None = None
+    restore_duration_ms: float | None = None  # a forked environment's first invocation
     status: str | None = None  # None (success or function error), "timeout", "error"
     error_type: str | None = None
 
@@ -41,6 +42,8 @@ class Report:
         ]
         if self.init_duration_ms is not None:
             fields.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.restore_duration_ms is not None:  # where SnapStart's REPORT has it
+            fields.append(f"Restore Duration: {self.restore_duration_ms:.2f} ms")
         if self.status:
             fields.append(f"Status: {self.status}")
         if self.error_type:
@@ -54,10 +57,15 @@ class Report:
             "billedDurationMs": self.billed_duration_ms,
             "memorySizeMB": self.memory_size_mb,
             "maxMemoryUsedMB": self.max_memory_used_mb,
-            "initDurationMs": round(self.init_duration_ms, 3) if self.init_duration_ms is not None else None,
+            "initDurationMs": _rounded(self.init_duration_ms),
+            "restoreDurationMs": _rounded(self.restore_duration_ms),
             "status": self.status,
             "errorType": self.error_type,
         }
+
+
+def _rounded(ms: float | None) -> float | None:
+    return round(ms, 3) if ms is not None else None
 
 
 def start_line(request_id: str, version: str) -> str:

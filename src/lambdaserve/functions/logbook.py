@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from lambdaserve.functions.log_lines import Report, end_line, start_line
 
@@ -23,6 +24,27 @@ _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 def log_path(state_dir: Path, model: str) -> Path:
     return state_dir / "logs" / f"{_SAFE.sub('_', model)}.log"
+
+
+class LogSink(Protocol):
+    """Where a function writes its log stream."""
+
+    def write(self, model: str, lines: Iterable[str]) -> None: ...
+
+
+class CollectedLines:
+    """A log stream kept in memory, unstamped, for one command's output (``invoke``, ``package``)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def write(self, model: str, lines: Iterable[str]) -> None:
+        self._lines.extend(lines)
+
+    def take(self) -> list[str]:
+        """The lines written since the last call, in order."""
+        lines, self._lines = self._lines, []
+        return lines
 
 
 class LogBook:
@@ -65,8 +87,9 @@ def frame_invocations(
     cold: tuple[str, float] | None,
     status: str | None,
     error_type: str | None,
-) -> list[list[str]]:
-    """START / handler lines / END / REPORT for each request of one message to an environment.
+) -> list[tuple[list[str], Report]]:
+    """START / handler lines / END / REPORT for each request of one message to an environment,
+    with each request's REPORT.
 
     The handler's lines go to the request they name (lambdaserve's handler logs each
     request id), the rest to the first; the cold start (INIT, or a forked environment's
@@ -75,19 +98,19 @@ def frame_invocations(
     own: dict[str, list[str]] = {i: [] for i in ids}
     for line in lines:
         own[next((i for i in ids if i in line), ids[0])].append(line)
-    framed: list[list[str]] = []
+    framed: list[tuple[list[str], Report]] = []
     for n, request_id in enumerate(ids):
-        first_cold = cold if n == 0 else None
+        kind, cold_ms = cold if cold and n == 0 else ("", None)
         report = Report(
             request_id,
             duration_ms,
             memory_size_mb,
             memory_used_mb,
-            init_duration_ms=first_cold[1] if first_cold and first_cold[0] == "Init" else None,
+            init_duration_ms=cold_ms if kind == "Init" else None,
+            restore_duration_ms=cold_ms if kind == "Restore" else None,
             status=status,
             error_type=error_type,
-        ).line()
-        if first_cold and first_cold[0] == "Restore":
-            report += f"Restore Duration: {first_cold[1]:.2f} ms\t"
-        framed.append([start_line(request_id, version), *own[request_id], end_line(request_id), report])
+        )
+        lines = [start_line(request_id, version), *own[request_id], end_line(request_id), report.line()]
+        framed.append((lines, report))
     return framed

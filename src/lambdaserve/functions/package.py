@@ -4,7 +4,7 @@ Steps, each of which can stop with an error that says how to fix it:
 
 1. inspect the file without loading it (format, imports, dangers, pins);
 2. refuse it if it is dangerous and not trusted;
-3. load it in a fresh execution environment with the pinned versions (``--env``) and
+3. load it in a local function, as ``serve`` runs it, with the pinned versions (``--env``), and
    smoke-test ``predict`` (and ``predict_proba`` when the model has it) on the sample;
 4. write the bundle directory: the model file and ``lambdaserve.json``.
 """
@@ -20,10 +20,9 @@ from lambdaserve import __version__
 from lambdaserve.bundle.inspection import ModelReport
 from lambdaserve.bundle.manifest import Manifest, write_bundle
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.invoke import open_environment, start
+from lambdaserve.functions.invoke import LocalFunction, open_function, start
 from lambdaserve.functions.pythons import Progress, SilentProgress
 from lambdaserve.functions.target import default_name, load_target
-from lambdaserve.functions.worker import ExecutionEnvironment
 from lambdaserve.runtime.apigw import rest_proxy_event
 
 NO_SAMPLE: Any = object()  # --sample not given (None is a valid JSON sample)
@@ -58,15 +57,15 @@ def check_model(
 
     # Lambda's largest memory size: the check measures what the model needs rather than
     # stopping it at a guess (deploy sizes the function from the measurement).
-    environment, python = open_environment(
+    function, python = open_function(
         target, env_mode=env_mode, progress=progress, memory_mb=MEASURING_MEMORY_MB
     )
     progress.step(f"Loading the model in {python.describe()}")
-    with environment:
-        start(environment, python, target)
-        description = environment.describe()
-        outputs, used_mb = _smoke_test(environment, target.name, sample, description, progress)
-        used_mb = max(used_mb, environment.init_memory_mb)
+    with function:
+        start(function, python, target)
+        description = function.describe()
+        outputs, used_mb = _smoke_test(function, target.name, sample, description, progress)
+        used_mb = max(used_mb, function.init_memory_mb)
 
     return Manifest(
         name=target.name,
@@ -125,7 +124,7 @@ def package_model(
 
 
 def _smoke_test(
-    environment: ExecutionEnvironment, name: str, sample: Any, description: dict[str, Any], progress: Progress
+    function: LocalFunction, name: str, sample: Any, description: dict[str, Any], progress: Progress
 ) -> tuple[dict[str, Any], int]:
     """Each route's answer to the sample, and the Max Memory Used its invocations reported."""
     if sample is NO_SAMPLE:
@@ -136,7 +135,7 @@ def _smoke_test(
     for route in routes:
         progress.step(f"Trying {route} on the sample")
         event = rest_proxy_event(json.dumps(sample), model=name, route=route)
-        invocation = environment.invoke(event)
+        invocation = function.invoke(event)
         response = invocation.payload if isinstance(invocation.payload, dict) else {}
         status = response.get("statusCode")
         if invocation.status != "ok" or status != 200:

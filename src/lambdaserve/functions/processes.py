@@ -24,12 +24,74 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, TypedDict
 
 from lambdaserve.functions.log_lines import status_kib
 from lambdaserve.functions.pythons import PythonEnvironment
 
 _HEADER = struct.Struct("<I")
+
+
+KillReason = Literal["timeout", "memory"]
+ColdStart = tuple[Literal["Init", "Restore"], float]  # the kind and its duration in ms
+
+
+class InvokeFrame(TypedDict):
+    """gateway -> environment: one message of one or more invocations."""
+
+    type: Literal["invoke"]
+    requestIds: list[str]
+    events: list[Any]
+    deadlineMs: int
+
+
+class InvocationResult(TypedDict, total=False):
+    """One invocation's answer: the handler's ``payload``, or its ``error``."""
+
+    payload: Any
+    error: dict[str, Any]
+
+
+class ResultFrame(TypedDict):
+    """environment -> gateway: the answers to one message, in its order."""
+
+    results: list[InvocationResult]
+    durationMs: float
+    maxMemoryMB: int
+    logs: list[str]
+
+
+class ExecutionEnvironment(Protocol):
+    """What a function needs of an execution environment, however it runs: forked from a
+    template (``Environment``) or AWS's runtime client on a Runtime API (``runtime_api``)."""
+
+    id: str
+    pid: int
+    busy: bool
+    invocations: int
+    last_used: float
+    killed_for: KillReason | None
+    cold_start: ColdStart | None
+    pipelined: bool  # takes the next message before the last is answered
+
+    @property
+    def alive(self) -> bool: ...
+
+    def send(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> None:
+        """Hand over one message (events in the gateway's compact form)."""
+
+    async def receive(self) -> ResultFrame:
+        """The answer to the oldest message handed over; ``EnvironmentLost`` if it died."""
+
+    async def describe(self) -> dict[str, Any]:
+        """What the loaded model says of itself."""
+
+    def kill(self, reason: KillReason | None = None) -> None: ...
+
+    async def stop(self) -> None:
+        """Kill it and wait until it is gone."""
+
+    def rss_kib(self) -> int: ...
 
 
 class InitFailed(Exception):
@@ -141,7 +203,10 @@ def _remove_stale_sockets() -> None:
 
 
 class Environment:
-    """One execution environment: a process that takes one invocation message at a time."""
+    """One execution environment: a process forked from a template, that takes one
+    invocation message at a time (``ExecutionEnvironment``)."""
+
+    pipelined = True
 
     def __init__(
         self, env_id: str, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -153,17 +218,22 @@ class Environment:
         self.busy = False
         self.invocations = 0
         self.last_used = time.monotonic()
-        self.killed_for: str | None = None  # "timeout" | "memory" when the gateway killed it
-        self.cold_start: tuple[str, float] | None = None  # ("Init" | "Restore", ms) until first use
+        self.killed_for: KillReason | None = None  # when the gateway killed it
+        self.cold_start: ColdStart | None = None  # until its first invocation
 
     def send(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> None:
         """Hand over one message; it waits in the socket if the environment is still busy."""
         if self.writer.is_closing():
             raise EnvironmentLost("the environment's connection is closed")
-        message = {"type": "invoke", "requestIds": request_ids, "events": events, "deadlineMs": deadline_ms}
-        write_frame(self.writer, message)
+        message: InvokeFrame = {
+            "type": "invoke",
+            "requestIds": request_ids,
+            "events": events,
+            "deadlineMs": deadline_ms,
+        }
+        write_frame(self.writer, dict(message))
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> ResultFrame:
         """The answer to the oldest message handed over."""
         try:
             await self.writer.drain()
@@ -172,22 +242,35 @@ class Environment:
         result = await read_frame(self.reader)
         if result is None:
             raise EnvironmentLost("the environment closed its connection")
-        return result
+        return _result_frame(result)
 
-    async def invoke(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> dict[str, Any]:
-        self.send(request_ids, events, deadline_ms)
-        return await self.receive()
+    async def describe(self) -> dict[str, Any]:
+        """What the loaded model says of itself (see ``runtime/forkserver.py``)."""
+        if self.writer.is_closing():
+            raise EnvironmentLost("the environment's connection is closed")
+        write_frame(self.writer, {"type": "describe"})
+        try:
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise EnvironmentLost(str(exc)) from None
+        answer = await read_frame(self.reader)
+        if answer is None:
+            raise EnvironmentLost("the environment closed its connection")
+        return {k: v for k, v in answer.items() if k != "type"}
 
     @property
     def alive(self) -> bool:
         return not self.writer.is_closing()
 
-    def kill(self, reason: str | None = None) -> None:
+    def kill(self, reason: KillReason | None = None) -> None:
         if reason and self.killed_for is None:
             self.killed_for = reason
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         self.writer.close()
+
+    async def stop(self) -> None:
+        self.kill()  # a child of the template, which reaps it
 
     def rss_kib(self) -> int:
         return status_kib(self.pid, "VmRSS")
@@ -218,6 +301,7 @@ class Template:
         self.process: subprocess.Popen[bytes] | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.init_ms = 0.0
+        self.init_memory_mb = 0  # Max Memory Used once INIT is done
         self.forks = 0
         self.init_logs: list[str] = []
         self.output: collections.deque[str] = collections.deque(maxlen=10_000)
@@ -270,6 +354,7 @@ class Template:
             raise InitFailed(error, self.init_logs + self.drain_output())
         self.writer = writer
         self.init_ms = float(message["initMs"])
+        self.init_memory_mb = int(message.get("maxMemoryMB") or 0)
         asyncio.get_running_loop().create_task(self._discard(reader))
         return self.init_ms
 
@@ -322,3 +407,13 @@ class Template:
         with self.process.stdout:
             for raw in self.process.stdout:
                 self.output.append(raw.decode(errors="replace").rstrip("\n"))
+
+
+def _result_frame(message: dict[str, Any]) -> ResultFrame:
+    """A ``result`` frame as the forkserver writes it (see ``runtime/forkserver.py``)."""
+    return {
+        "results": list(message.get("results") or []),
+        "durationMs": float(message.get("durationMs", 0.0)),
+        "maxMemoryMB": int(message.get("maxMemoryMB", 0)),
+        "logs": list(message.get("logs") or []),
+    }

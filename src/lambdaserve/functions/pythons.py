@@ -31,6 +31,7 @@ from typing import Protocol
 
 from lambdaserve.bundle.pins import canonical, current_python_version, installed_version, parse_requirement
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.runtime import runtime_files
 
 ENV_MODES = ("auto", "local", "isolated")
 MARKER = "lambdaserve-env.json"
@@ -216,15 +217,6 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def runtime_files() -> dict[str, bytes]:
-    """The files that make ``lambdaserve.runtime`` importable on its own, by relative path."""
-    package = Path(__file__).resolve().parent.parent
-    files = {"lambdaserve/__init__.py": (package / "__init__.py").read_bytes()}
-    for path in sorted((package / "runtime").glob("*.py")):
-        files[f"lambdaserve/runtime/{path.name}"] = path.read_bytes()
-    return files
 
 
 def stage_runtime(root: Path) -> Path:

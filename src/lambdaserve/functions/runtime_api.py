@@ -28,14 +28,25 @@ import uuid
 from typing import Any
 
 from lambdaserve.functions.log_lines import status_kib
-from lambdaserve.functions.processes import EnvironmentLost, InitFailed
+from lambdaserve.functions.processes import (
+    ColdStart,
+    EnvironmentLost,
+    InitFailed,
+    InvocationResult,
+    KillReason,
+    ResultFrame,
+)
 from lambdaserve.functions.pythons import PythonEnvironment
+from lambdaserve.runtime.apigw import expand
 
 PREFIX = "/2018-06-01/runtime"
 
 
 class RuntimeAPIEnvironment:
-    """One awslambdaric process and the Runtime API endpoint it polls."""
+    """One awslambdaric process and the Runtime API endpoint it polls
+    (an ``ExecutionEnvironment``: one invocation per message, answered before the next)."""
+
+    pipelined = False
 
     def __init__(
         self, python: PythonEnvironment, env: dict[str, str], handler: str, cwd: str | None = None
@@ -49,13 +60,14 @@ class RuntimeAPIEnvironment:
         self.busy = False
         self.invocations = 0
         self.last_used = time.monotonic()
-        self.killed_for: str | None = None
-        self.cold_start: tuple[str, float] | None = None
+        self.killed_for: KillReason | None = None
+        self.cold_start: ColdStart | None = None
+        self._message: tuple[list[str], list[Any], int] | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._server: asyncio.AbstractServer | None = None
         self._events: asyncio.Queue[tuple[str, bytes, int]] = asyncio.Queue()
         self._ready: asyncio.Future[dict[str, Any] | None] | None = None
-        self._result: asyncio.Future[dict[str, Any]] | None = None
+        self._result: asyncio.Future[InvocationResult] | None = None
         self._output: list[str] = []
         self.init_logs: list[str] = []
         self._pump: asyncio.Task[None] | None = None
@@ -104,7 +116,22 @@ class RuntimeAPIEnvironment:
         self.init_logs, self._output = list(self._output), []
         return (time.perf_counter() - started) * 1000
 
-    async def invoke(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> dict[str, Any]:
+    def send(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> None:
+        """Hold the message until ``receive``: the runtime client asks for it when free."""
+        if len(events) != 1:
+            raise ValueError("the Runtime API takes one event per invocation")
+        self._message = (request_ids, [expand(event) for event in events], deadline_ms)  # whole events
+
+    async def receive(self) -> ResultFrame:
+        if self._message is None:
+            raise EnvironmentLost("nothing was handed to the runtime client")
+        message, self._message = self._message, None
+        return await self.invoke(*message)
+
+    async def describe(self) -> dict[str, Any]:
+        raise EnvironmentLost("the runtime client does not describe its model; use the default runtime")
+
+    async def invoke(self, request_ids: list[str], events: list[Any], deadline_ms: int) -> ResultFrame:
         if len(events) != 1:
             raise ValueError("the Runtime API takes one event per invocation")
         self._result = asyncio.get_running_loop().create_future()
@@ -127,7 +154,7 @@ class RuntimeAPIEnvironment:
             "logs": list(self._output),
         }
 
-    def kill(self, reason: str | None = None) -> None:
+    def kill(self, reason: KillReason | None = None) -> None:
         if reason and self.killed_for is None:
             self.killed_for = reason
         if self.process is not None and self.process.returncode is None:

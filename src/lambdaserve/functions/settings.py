@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-MODES = ("batch", "lambda")
+Mode = Literal["batch", "lambda"]
+Runtime = Literal["default", "awslambdaric"]  # forked environments | AWS's runtime client
+MODES: tuple[Mode, ...] = get_args(Mode)
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 
 
 @dataclass(frozen=True)
@@ -20,11 +24,11 @@ class FunctionSettings:
     provisioned: int = 0  # environments kept initialised, never reaped
     max_environments: int = field(default_factory=lambda: usable_cores())  # the local cap otherwise
     idle_s: float = 300.0
-    mode: str = "batch"
+    mode: Mode = "batch"
     max_batch: int = 64  # requests per message to an environment
     max_batch_bytes: int = 128 * 1024  # and their bodies' size: about the work a batch holds
     init_timeout_s: float = 120.0
-    runtime: str = "default"  # "default" (forked environments) | "awslambdaric" (Runtime API)
+    runtime: Runtime = "default"
 
     @property
     def limit(self) -> int:

@@ -16,6 +16,7 @@ from lambdaserve.bundle.inspection import ModelReport, inspect_model
 from lambdaserve.bundle.manifest import Manifest, is_bundle, read_manifest
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.pythons import Mismatch, PythonEnvironment
+from lambdaserve.runtime.variables import handler_variables
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -34,15 +35,15 @@ class Target:
     report: ModelReport | None = None
 
     def handler_env(self, version: str | None = None) -> dict[str, str]:
-        env = {
-            "LAMBDASERVE_MODEL": str(self.model_path.resolve()),
-            "LAMBDASERVE_MODEL_SHA256": self.sha256,
-            "LAMBDASERVE_MODEL_FORMAT": self.format,
-            "LAMBDASERVE_TRUSTED_TYPES": ",".join(self.trusted_types),
-        }
-        if version:
-            env["LAMBDASERVE_MODEL_VERSION"] = version
-        return env
+        """The handler's variables, as ``serve`` sets them for the same bundle."""
+        return handler_variables(
+            location=str(self.model_path.resolve()),
+            sha256=self.sha256,
+            model_format=self.format,
+            version=version,
+            trusted_types=self.trusted_types,
+            sample=self.manifest.sample_input if self.manifest is not None else None,
+        )
 
 
 def default_name(path: Path) -> str:

@@ -1,10 +1,11 @@
-"""Execution environments for the local gateway: forked from a template that ran INIT.
+"""Execution environments of the local Lambda (serve, invoke, package): forked from a
+template that ran INIT.
 
     python -m lambdaserve.runtime.forkserver SOCKET_PATH TEMPLATE_ID
 
-The template imports the handler once (INIT, as ``bootstrap`` does, with the same error
-types), freezes the garbage collector so that forked children keep sharing the loaded
-model's memory pages, and connects to the gateway's Unix socket. Each ``fork`` message
+The template imports the handler once (INIT, with Lambda's error types: see
+``lambda_init``), freezes the garbage collector so that forked children keep sharing the
+loaded model's memory pages, and connects to the gateway's Unix socket. Each ``fork`` message
 makes a child: a new execution environment that already holds the loaded model, as a
 Lambda SnapStart environment is restored from a snapshot taken after INIT. The child
 opens its own connection to the gateway and serves invocations, one message at a time.
@@ -15,12 +16,16 @@ them (the first request of a new environment: about 1 ms instead of 5 to 12).
 
 Frames: a 4-byte little-endian length, then a JSON object.
 
-    template -> gateway  {"type": "template", "id", "pid", "initMs", "logs"} | {"type": "initError", ...}
+    template -> gateway  {"type": "template", "id", "pid", "initMs", "maxMemoryMB", "logs"}
+                         | {"type": "initError", ...}
     gateway -> template  {"type": "fork", "envId"}
     child    -> gateway  {"type": "hello", "envId", "pid"}
     gateway -> child     {"type": "invoke", "requestIds", "events", "deadlineMs"}
     child    -> gateway  {"type": "result", "results": [{"payload"} | {"error"}], "durationMs",
                           "maxMemoryMB", "logs"}
+    gateway -> child     {"type": "describe"}
+    child    -> gateway  {"type": "description", ...}  (what the model says of itself: the
+                          handler module's ``get_service().describe()``; ``package`` records it)
 
 A batch of several events goes to the handler module's ``handle_batch`` when it has one
 (lambdaserve's handler does: one model call for the batch); otherwise the handler is
@@ -43,7 +48,7 @@ import time
 from typing import Any, BinaryIO
 
 from lambdaserve.runtime.apigw import expand
-from lambdaserve.runtime.bootstrap import (
+from lambdaserve.runtime.lambda_init import (
     DEFAULT_HANDLER,
     InitFault,
     LocalContext,
@@ -114,7 +119,16 @@ def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def serve_environment(path: str, env_id: str, handler: Any, batch: Any, restore: Any = None) -> None:
+def _describe(module: Any) -> dict[str, Any]:
+    get_service = getattr(module, "get_service", None)
+    with captured():
+        description = get_service().describe() if callable(get_service) else {}
+    return {"type": "description", **description}
+
+
+def serve_environment(path: str, env_id: str, module: Any, handler: Any) -> None:
+    restore = getattr(module, "after_restore", None)
+    batch = getattr(module, "handle_batch", None)
     if callable(restore):
         with contextlib.suppress(Exception), captured():
             restore()
@@ -124,6 +138,8 @@ def serve_environment(path: str, env_id: str, handler: Any, batch: Any, restore:
     while (message := receive(stream)) is not None:
         if message.get("type") == "invoke":
             send(sock, _invoke(handler, batch, message))
+        elif message.get("type") == "describe":
+            send(sock, _describe(module))
 
 
 def _init_in_background() -> bool:
@@ -171,15 +187,12 @@ def main() -> int:
         return 1
     if background:
         _leave_background()
-    batch = getattr(module, "handle_batch", None)
-    restore = getattr(module, "after_restore", None)
     init_ms = (time.perf_counter() - started) * 1000
     gc.collect()
     gc.freeze()  # children share these objects' pages: no GC pass touches them
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped without waiting
-    send(
-        control, {"type": "template", "id": template_id, "pid": os.getpid(), "initMs": init_ms, "logs": logs}
-    )
+    ready = {"type": "template", "id": template_id, "pid": os.getpid(), "initMs": init_ms}
+    send(control, {**ready, "maxMemoryMB": max_memory_mb(), "logs": logs})
     stream = control.makefile("rb")
     while (message := receive(stream)) is not None:
         if message.get("type") != "fork":
@@ -189,7 +202,7 @@ def main() -> int:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:
-                serve_environment(path, message["envId"], handler, batch, restore)
+                serve_environment(path, message["envId"], module, handler)
             finally:
                 os._exit(0)
         send(control, {"type": "forked", "envId": message["envId"], "pid": pid})

@@ -9,15 +9,9 @@ Lifecycle, as in Lambda:
 - then one ``handler`` call per invocation: parse the event, shape the instances,
   predict, answer with an API Gateway proxy response, and print one JSON log line.
 
-Environment:
-  LAMBDASERVE_MODEL            path or s3 URL of the model file (required)
-  LAMBDASERVE_MODEL_SHA256     expected content hash (optional; set by lambdaserve)
-  LAMBDASERVE_MODEL_FORMAT     pickle | joblib | skops | onnx (default: from the suffix)
-  LAMBDASERVE_MODEL_VERSION    reported in x-lambdaserve-model-version (default: hash prefix)
-  LAMBDASERVE_TRUSTED_TYPES    comma-separated types a skops file may build
-  LAMBDASERVE_WARM_UP          a request body (the packaged sample) predicted once during INIT:
-                               a model's first call pays for lazy set-up (10 ms or more for a
-                               scikit-learn pipeline), which then no request pays
+Environment: the variables of ``variables.py``. The warm-up sample is predicted once during
+INIT: a model's first call pays for lazy set-up (10 ms or more for a scikit-learn
+pipeline), which then no request pays.
 """
 
 from __future__ import annotations
@@ -31,7 +25,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from lambdaserve.runtime import models, source
+from lambdaserve.runtime import models, source, variables
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError, RequestError
 from lambdaserve.runtime.events import parse_event
 from lambdaserve.runtime.responses import proxy_response, to_json
@@ -55,21 +49,21 @@ class PredictionService:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PredictionService:
-        location = environ.get("LAMBDASERVE_MODEL")
+        location = environ.get(variables.MODEL)
         if not location:
             raise ModelLoadError(
                 "LAMBDASERVE_MODEL is not set. Set it to the model file's path or to "
                 "s3://bucket/key?versionId=..."
             )
-        expected = environ.get("LAMBDASERVE_MODEL_SHA256") or None
+        expected = environ.get(variables.MODEL_SHA256) or None
         path = source.fetch(location, expected)
-        fmt = environ.get("LAMBDASERVE_MODEL_FORMAT") or models.format_of(location)
-        trusted = [t for t in environ.get("LAMBDASERVE_TRUSTED_TYPES", "").split(",") if t]
+        fmt = environ.get(variables.MODEL_FORMAT) or models.format_of(location)
+        trusted = [t for t in environ.get(variables.TRUSTED_TYPES, "").split(",") if t]
         model = models.load_model(path, fmt, trusted)
-        version = environ.get("LAMBDASERVE_MODEL_VERSION") or (expected or source.sha256_of(path))[:12]
+        version = environ.get(variables.MODEL_VERSION) or (expected or source.sha256_of(path))[:12]
         service = cls(model, version)
-        if environ.get("LAMBDASERVE_WARM_UP"):
-            service.warm_up(environ["LAMBDASERVE_WARM_UP"])
+        if environ.get(variables.WARM_UP):
+            service.warm_up(environ[variables.WARM_UP])
         return service
 
     def warm_up(self, body: str) -> None:
@@ -253,8 +247,8 @@ def is_keep_warm(event: Any) -> bool:
 def after_restore() -> None:
     """Run in each environment forked from a template (the local gateway's SnapStart-like
     restore): the warm-up again, so the new environment's first request finds warm pages."""
-    if _service is not None and os.environ.get("LAMBDASERVE_WARM_UP"):
-        _service.warm_up(os.environ["LAMBDASERVE_WARM_UP"])
+    if _service is not None and os.environ.get(variables.WARM_UP):
+        _service.warm_up(os.environ[variables.WARM_UP])
 
 
 def handle_batch(events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]:
@@ -265,5 +259,5 @@ def handle_batch(events: list[Any], contexts: list[Any]) -> list[dict[str, Any]]
 # INIT: load at import time, as a Lambda runtime imports the handler module before the
 # first invocation. Without LAMBDASERVE_MODEL the module stays importable (for tests and
 # tools); the first call then says what is missing.
-if os.environ.get("LAMBDASERVE_MODEL"):
+if os.environ.get(variables.MODEL):
     get_service()

@@ -6,7 +6,7 @@ The CLI writes it directly, with or without a server running; a running server n
 other writers' commits (``PRAGMA data_version``) and reloads what changed.
 """
 
-from lambdaserve.store.records import Alias, ApiKey, ModelVersion, Plan
+from lambdaserve.store.records import Alias, ApiKey, ModelVersion, UsagePlan
 from lambdaserve.store.store import Store, default_state_dir
 
-__all__ = ["Alias", "ApiKey", "ModelVersion", "Plan", "Store", "default_state_dir"]
+__all__ = ["Alias", "ApiKey", "ModelVersion", "Store", "UsagePlan", "default_state_dir"]

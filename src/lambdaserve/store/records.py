@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
@@ -39,13 +40,14 @@ class Alias:
     canary_version: int | None = None
     canary_weight: float = 0.0  # percent of requests, 0-100
     updated: str = ""
+    sequence: int = 0  # larger for the stage changed later: the order of changes, to the last one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class Plan:
+class UsagePlan:
     """A usage plan: throttle (token bucket of ``burst`` refilled at ``rate``/s) and quota,
     for the stages it is attached to (API Gateway's API stages): its keys work only there."""
 
@@ -131,3 +133,25 @@ def parse_quota(text: object) -> tuple[int | None, str | None]:
             "e.g. 100/DAY, 5000/MONTH; leave the quota out for none.",
         )
     return int(count), period
+
+
+def period_start(period: str, wall: float) -> str:
+    """The start of the quota period containing ``wall`` (UTC), as an ISO date."""
+    day = datetime.fromtimestamp(wall, timezone.utc).date()
+    if period == "WEEK":
+        day -= timedelta(days=day.weekday())
+    elif period == "MONTH":
+        day = day.replace(day=1)
+    return f"{period}:{day.isoformat()}"
+
+
+def period_end(period: str, wall: float) -> float:
+    """When the quota period containing ``wall`` ends (UTC), as a timestamp."""
+    start = datetime.fromisoformat(period_start(period, wall).split(":", 1)[1]).replace(tzinfo=timezone.utc)
+    if period == "DAY":
+        end = start + timedelta(days=1)
+    elif period == "WEEK":
+        end = start + timedelta(days=7)
+    else:
+        end = (start + timedelta(days=32)).replace(day=1)
+    return end.timestamp()

@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store.records import QUOTA_PERIODS, Alias, ApiKey, Deployment, ModelVersion, Plan
+from lambdaserve.store.records import (
+    QUOTA_PERIODS,
+    Alias,
+    ApiKey,
+    Deployment,
+    ModelVersion,
+    UsagePlan,
+    parse_quota,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -206,12 +214,17 @@ class Store:
 
     # -- aliases (stages) --------------------------------------------------------------
     def aliases(self, model: str | None = None) -> list[Alias]:
-        query = "SELECT * FROM aliases" + (" WHERE model = ?" if model else "") + " ORDER BY model, stage"
+        # A change rewrites the row (INSERT OR REPLACE): its rowid becomes the largest there is.
+        query = (
+            "SELECT *, rowid AS sequence FROM aliases"
+            + (" WHERE model = ?" if model else "")
+            + " ORDER BY model, stage"
+        )
         return [_alias(r) for r in self.db.execute(query, (model,) if model else ())]
 
     def alias(self, model: str, stage: str) -> Alias | None:
         row = self.db.execute(
-            "SELECT * FROM aliases WHERE model = ? AND stage = ?", (model, stage)
+            "SELECT *, rowid AS sequence FROM aliases WHERE model = ? AND stage = ?", (model, stage)
         ).fetchone()
         return _alias(row) if row else None
 
@@ -294,7 +307,7 @@ class Store:
         quota_limit: int | None = None,
         quota_period: str | None = None,
         stages: Sequence[str] = (DEFAULT_STAGE,),
-    ) -> Plan:
+    ) -> UsagePlan:
         """A usage plan, attached to ``stages``: its keys are accepted there and nowhere else."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
             raise LambdaserveError(
@@ -302,7 +315,9 @@ class Store:
             )
         check_limits(rate, burst, quota_limit, quota_period)
         attached = check_stages(stages)
-        plan = Plan(_random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now(), attached)
+        plan = UsagePlan(
+            _random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now(), attached
+        )
         try:
             with self.transaction() as db:
                 db.execute(
@@ -321,7 +336,7 @@ class Store:
         quota_limit: int | None,
         quota_period: str | None,
         stages: Sequence[str] | None = None,
-    ) -> Plan:
+    ) -> UsagePlan:
         """Change a plan's limits, and its stages when given (as API Gateway's UpdateUsagePlan);
         keys keep their plan."""
         check_limits(rate, burst, quota_limit, quota_period)
@@ -333,11 +348,11 @@ class Store:
                 "WHERE id = ?",
                 (rate, burst, quota_limit, quota_period, ",".join(attached), current.id),
             )
-        return Plan(
+        return UsagePlan(
             current.id, current.name, rate, burst, quota_limit, quota_period, current.created, attached
         )
 
-    def attach_stage(self, name: str, stage: str) -> Plan:
+    def attach_stage(self, name: str, stage: str) -> UsagePlan:
         """Attach ``stage`` to a plan that lacks it (what ``serve --stage`` does to its default plan)."""
         plan = self.plan(name)
         if stage in plan.stages:
@@ -346,18 +361,46 @@ class Store:
             name, plan.rate, plan.burst, plan.quota_limit, plan.quota_period, [*plan.stages, stage]
         )
 
-    def default_plan(self, stage: str) -> Plan:
-        """The plan named ``default`` (unlimited, made if missing), attached to ``stage``: where
-        a key made without a plan goes, so that it works on the stage it was made for."""
+    def default_plan(
+        self,
+        stage: str,
+        rate: float | None = None,
+        burst: int | None = None,
+        quota: str | None = None,
+    ) -> UsagePlan:
+        """The plan named ``default``, made if missing, attached to ``stage``: where a key made
+        without a plan goes, so that it works on the stage it was made for. Without limits it
+        keeps those it has (a new one is unlimited); with a throttle or a quota (``serve
+        --rate --burst --quota``), the plan is given them. A rate alone bursts to itself."""
+        limit, period = parse_quota(quota)
+        if rate is not None and burst is None:
+            burst = max(1, int(rate))
         try:
-            return self.attach_stage(DEFAULT_PLAN, stage)
+            plan = self.attach_stage(DEFAULT_PLAN, stage)
         except LambdaserveError:
-            return self.create_plan(DEFAULT_PLAN, stages=[stage])
+            return self.create_plan(DEFAULT_PLAN, rate, burst, limit, period, [stage])
+        wanted = (rate, burst, limit, period)
+        if wanted != (None, None, None, None) and wanted != (
+            plan.rate,
+            plan.burst,
+            plan.quota_limit,
+            plan.quota_period,
+        ):
+            return self.update_plan(DEFAULT_PLAN, rate, burst, limit, period)
+        return plan
 
-    def plans(self) -> list[Plan]:
+    def default_key(self, plan: UsagePlan) -> str | None:
+        """A key named ``default`` in ``plan`` when it has no enabled key: its value, shown
+        once (only its hash is kept); None when the plan has a key already."""
+        if any(k.enabled and k.plan_id == plan.id for k in self.api_keys()):
+            return None
+        _, value = self.create_key(DEFAULT_PLAN, plan.id)
+        return value
+
+    def plans(self) -> list[UsagePlan]:
         return [_plan(r) for r in self.db.execute("SELECT * FROM plans ORDER BY created, name")]
 
-    def plan(self, name_or_id: str) -> Plan:
+    def plan(self, name_or_id: str) -> UsagePlan:
         row = self.db.execute("SELECT * FROM plans WHERE id = ?", (name_or_id,)).fetchone()
         row = row or self.db.execute("SELECT * FROM plans WHERE name = ?", (name_or_id,)).fetchone()
         if row is None:
@@ -514,10 +557,10 @@ def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
     return attached
 
 
-def _plan(row: sqlite3.Row) -> Plan:
+def _plan(row: sqlite3.Row) -> UsagePlan:
     data = dict(row)
     data["stages"] = tuple(s for s in (data.get("stages") or "").split(",") if s)
-    return Plan(**data)
+    return UsagePlan(**data)
 
 
 def _version(row: sqlite3.Row) -> ModelVersion:

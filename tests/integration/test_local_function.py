@@ -1,4 +1,4 @@
-"""Execution environments as worker processes: INIT once, logs framed, limits enforced."""
+"""One local function, as invoke and package run it: INIT once, logs framed, limits enforced."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lambdaserve.functions.invoke import LocalFunction
+from lambdaserve.functions.processes import InitFailed
 from lambdaserve.functions.pythons import PythonEnvironment
-from lambdaserve.functions.worker import ExecutionEnvironment, InitFailed
 
 HANDLER = textwrap.dedent(
     """
@@ -51,11 +52,9 @@ def task_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def environment(
-    task_root: Path, handler: str = "fixture_handler.handle", **limits: float
-) -> ExecutionEnvironment:
+def environment(task_root: Path, handler: str = "fixture_handler.handle", **limits: float) -> LocalFunction:
     python = PythonEnvironment(python=sys.executable, isolated=False)
-    return ExecutionEnvironment(
+    return LocalFunction(
         python,
         {"_HANDLER": handler, "LAMBDA_TASK_ROOT": str(task_root)},
         function_name="fixture",
@@ -113,7 +112,9 @@ def test_a_timeout_kills_the_environment_and_the_next_call_gets_a_fresh_one(task
     assert timed_out.logs[-1].endswith("\tStatus: timeout\t")
     assert after.payload["n"] == 3
     assert after.report is not None
-    assert after.report.init_duration_ms is not None  # a new cold start
+    # a new environment, forked from the template that ran INIT: a restore, not a second INIT
+    assert after.report.init_duration_ms is None
+    assert after.report.restore_duration_ms is not None
 
 
 def test_going_over_the_memory_size_kills_the_environment(task_root: Path) -> None:
@@ -166,9 +167,8 @@ def test_a_result_that_is_not_json_is_a_marshal_error(task_root: Path) -> None:
 def test_init_failures_are_reported_with_lambda_error_types(
     task_root: Path, handler: str, error_type: str, words: str
 ) -> None:
-    env = environment(task_root, handler=handler)
-    with pytest.raises(InitFailed) as failure:
-        env.start()
+    with environment(task_root, handler=handler) as function, pytest.raises(InitFailed) as failure:
+        function.start()
     assert failure.value.error["errorType"] == error_type
     assert words in failure.value.error["errorMessage"]
-    assert not env.alive
+    assert function.function.template is None  # no process is left behind
