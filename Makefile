@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 BENCH_STAMP := $(VENV)/.installed-bench
 
 # The 20 Newsgroups data: the shared offline copy beside the project when there is one,
@@ -20,8 +21,8 @@ DEMO_POST := Did that FAQ ever get changed to define strong atheists as those wh
 .PHONY: help install demo test check bench clean
 
 help:
-	@echo "make demo    train the 20 Newsgroups example, package it, invoke it and serve it"
-	@echo "make test    run every test"
+	@echo "make demo    train the 20 Newsgroups example, package it, invoke it and serve it (about 1 min)"
+	@echo "make test    run every test (about 10 min, installs the test tools first)"
 	@echo "make check   ruff and mypy (strict) on src/"
 	@echo "make bench   benchmarks (see docs/performance.md)"
 
@@ -32,17 +33,33 @@ install: $(STAMP)
 # editable install leaves lambdaserve's own modules uncompiled, and where
 # PYTHONDONTWRITEBYTECODE is set nothing ever writes them: compileall does, once
 # (0.1 s off every command's start, and off every INIT).
-$(STAMP): pyproject.toml
+define install_extras
 	$(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv; then \
-	    $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[dev]'; \
+	    $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -e '.[$(1)]'; \
 	else \
-	    $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; \
+	    $(BIN)/python -m pip install --disable-pip-version-check -e '.[$(1)]'; \
 	fi
 	$(BIN)/python -m compileall -q src
+endef
+
+# make test: everything the tests use (moto, Playwright, Flask, ...).
+$(STAMP): pyproject.toml
+	$(call install_extras,dev)
 	touch $@
 
-$(NEWS_MODEL): examples/newsgroups/train.py | $(STAMP)
+# make demo: the CLI and scikit-learn to train the example, nothing else (the dev
+# install, when there is one, already holds it).
+$(DEMO_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $@; exit 0; fi; \
+	$(MAKE) --no-print-directory demo-install
+	touch $@
+
+.PHONY: demo-install
+demo-install:
+	$(call install_extras,demo)
+
+$(NEWS_MODEL): examples/newsgroups/train.py | $(DEMO_STAMP)
 	$(BIN)/python examples/newsgroups/train.py -o $@
 
 # Trains the example if needed, checks one invocation, then serves it until Ctrl-C

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,10 @@ def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (as .ci/run does)")
+        hint = "Debian's chromium is missing: apt-get install chromium (as .ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(hint)  # CI installs it: a browser test that cannot run there is a failure
+        pytest.skip(hint)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]

@@ -201,3 +201,11 @@ def test_a_model_needing_a_module_that_is_not_installed_says_which_and_how_to_fi
     assert "from lsfixture_models" in stderr
     assert "--env auto" in stderr
     assert "Traceback" not in stderr
+
+
+def test_with_json_an_error_is_one_json_object_on_stdout(tmp_path: Path) -> None:
+    code, stdout, stderr = run("invoke", str(tmp_path / "missing.pickle"), "--data", "[[1]]", "--json")
+    assert code == 1
+    error = json.loads(stdout)
+    assert "missing.pickle" in error["error"]
+    assert "Error:" in stderr  # and as text, for whoever reads the terminal

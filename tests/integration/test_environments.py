@@ -107,3 +107,25 @@ def test_the_built_environment_is_reused(old_model: Path) -> None:
     code, _, stderr = run("invoke", str(old_model), "--data", '["bible prayer"]', "--json")
     assert code == 0
     assert "Building an environment" not in stderr
+
+
+RECORD = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
+
+
+@pytest.mark.parametrize("fmt", ["joblib", "skops"])
+def test_a_model_fitted_on_a_dataframe_gets_pandas_in_an_isolated_environment(
+    iris_models: dict[str, Path], fmt: str
+) -> None:
+    # GIVEN the iris pipeline fitted on a DataFrame: its file never imports pandas, but the
+    # handler turns every request into a DataFrame with the fitted column names
+    # WHEN it is invoked, with rows and with records, in an environment built from its pins only
+    answers = [
+        run("invoke", str(iris_models[fmt]), "--env", "isolated", "--trust", "--data", body, "--json")
+        for body in ("[[6.7, 3.0, 5.2, 2.3]]", json.dumps([RECORD]))
+    ]
+    # THEN pandas is pinned, installed there, and both predict
+    for code, stdout, stderr in answers:
+        assert code == 0, stdout + stderr
+        output = json.loads(stdout)
+        assert output["environment"]["isolated"] is True
+        assert json.loads(output["result"]["body"]) == ["virginica"]

@@ -232,3 +232,24 @@ def test_errors_say_how_to_fix_them(state: Path, tmp_path: Path, monkeypatch: py
     lambdaserve(state, "promote", "iris", "2", "--stage", "test", "--canary", "10")
     assert "--provisioned-concurrency" in fails(state, "--provisioned-concurrency", "2")
     assert "No lambdaserve state" in fails(tmp_path / "nowhere")
+
+
+def test_json_gives_the_template_or_what_was_written_and_an_error_as_json(
+    state: Path, tmp_path: Path
+) -> None:
+    lambdaserve(state, "promote", "iris", "1", "--stage", "test")
+    code, stdout, _ = export(state, "--region", "eu-west-1", "--json")
+    assert code == 0
+    printed = json.loads(stdout)
+    assert printed["template"]["Resources"]["IrisFunction"]["Type"] == "AWS::Lambda::Function"
+    code, stdout, _ = export(state, "--region", "eu-west-1", "--json", "-o", str(tmp_path / "t.json"))
+    written = json.loads(stdout)
+    assert (code, written["written"], written["format"]) == (0, str(tmp_path / "t.json"), "json")
+    assert (
+        json.loads((tmp_path / "t.json").read_text())["Resources"].keys()
+        == printed["template"]["Resources"].keys()
+    )
+    # AND an error is a JSON object on stdout too, with the exit code of an error
+    code, stdout, _ = export(state, "--region", "mars-1", "--json")
+    assert code == 1
+    assert set(json.loads(stdout)) == {"error", "hint"}

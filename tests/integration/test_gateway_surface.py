@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +60,30 @@ def test_each_runtime_answers_alike_through_the_gateway(
         lambda: (text := served.model_log("topics")).count("REPORT RequestId") >= 2 and text, 5.0
     )
     assert "Init Duration: " in log
+
+
+def test_the_try_line_works_when_pasted_with_a_new_key_and_with_an_existing_one(
+    tmp_path: Path, iris_bundle: Bundle, pool: ServerPool
+) -> None:
+    # GIVEN a tabular model served twice from one state: first with a new key, then with it
+    state = registered(tmp_path / "state", iris_bundle, "iris")
+    first = pool.start(state)
+    first.stop()
+    again = pool.start(state)
+    # WHEN each announced Try line is pasted into a shell (KEY set, as the line asks the second time)
+    lines = [first.info["try"], again.info["try"]]
+
+    def pasted(line: str) -> str:
+        shell = ["bash", "-c", line + " -s -w ' %{http_code}'"]
+        env = {**os.environ, "KEY": first.api_key}
+        return subprocess.run(shell, capture_output=True, text=True, timeout=30, env=env).stdout
+
+    answers = [pasted(lines[0].replace(first.base, again.base)), pasted(lines[1])]
+    # THEN both send the bundle's own sample with a working key, and get the prediction
+    assert "[[5.1, 3.5, 1.4, 0.2]]" in lines[0]
+    assert first.api_key in lines[0]
+    assert '-H "x-api-key: $KEY"' in lines[1]
+    assert answers == ['["setosa"] 200', '["setosa"] 200']
 
 
 def test_admin_api_manages_stages_plans_and_keys(

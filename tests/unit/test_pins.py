@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import importlib.util
+from pathlib import Path
 
 import pytest
 
+from lambdaserve.bundle.inspection import inspect_model
 from lambdaserve.bundle.pins import Pin, parse_requirement, pin_requirements
 
 SKLEARN = metadata.version("scikit-learn")
@@ -148,3 +150,17 @@ def test_a_pin_serialises_to_a_plain_dict() -> None:
         "source": "file",
         "modules": ["sklearn"],
     }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pinned"), [("pickle", True), ("joblib", True), ("skops", True), ("onnx", False)]
+)
+def test_a_model_fitted_on_a_dataframe_pins_pandas_which_its_file_does_not_import(
+    iris_models: dict[str, Path], text_model: Path, fmt: str, pinned: bool
+) -> None:
+    # The handler turns each request into a DataFrame for such a model (the ONNX graph takes
+    # arrays); the environment and the Lambda image install what the pins name.
+    report = inspect_model(iris_models[fmt])
+    assert report.named_features is pinned
+    assert any(r.startswith("pandas==") for r in report.requirements) is pinned
+    assert not any(r.startswith("pandas") for r in inspect_model(text_model).requirements)

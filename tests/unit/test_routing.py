@@ -110,3 +110,25 @@ def test_a_key_is_accepted_only_on_the_stages_of_its_plan(store: Store) -> None:
         ("POST", "/prod/iris/predict", None),
     )
     assert [a.status for a in answers] == [200, 403, 403, 403]
+
+
+def test_an_unknown_route_keeps_aws_body_and_a_header_names_the_routes_there_are(store: Store) -> None:
+    # GIVEN a gateway whose prod stage serves iris (version 1: predict only)
+    events: list[dict[str, Any]] = []
+    settings = GatewaySettings(api_key_required=False, on_event=events.append)
+    gateway = Gateway(store, settings, rng=lambda: 0.99)
+    # WHEN a path with a typo, the same again, and a stage that does not exist are asked for
+    answers = ask(
+        gateway,
+        ("POST", "/prod/iirs/predict", None),
+        ("POST", "/prod/iirs/predict", None),
+        ("POST", "/nope/iris/predict", None),
+    )
+    # THEN AWS's body is unchanged, the header says which routes exist, and serve is told once per route
+    assert {a.body for a in answers} == {b'{"message":"Missing Authentication Token"}'}
+    assert [a.headers["x-lambdaserve-hint"] for a in answers] == [
+        "No POST /prod/iirs/predict on stage prod. Routes: POST /prod/iris/predict.",
+        "No POST /prod/iirs/predict on stage prod. Routes: POST /prod/iris/predict.",
+        "No POST /nope/iris/predict (no such stage here). Routes: POST /prod/iris/predict.",
+    ]
+    assert [e["request"] for e in events] == ["POST /prod/iirs/predict", "POST /nope/iris/predict"]

@@ -26,6 +26,7 @@ import contextlib
 import json
 import random
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from lambdaserve.store import Alias, ApiKey, Store
 from lambdaserve.store.catalog import Catalog
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+HINT_HEADER = "x-lambdaserve-hint"  # lambdaserve's own: which routes exist, beside AWS's 403
+MAX_HINTED = 100  # distinct unknown routes told in serve's output, then no more
 MAX_HEADER_BYTES = 10240  # API Gateway's limit on the request line and header values together
 
 
@@ -110,6 +113,7 @@ class Gateway:
             on_event=self.settings.on_event,
         )
         self.handlers = self.lambdas.handlers
+        self._hinted: set[str] = set()
         # What requests follow: the store's aliases, each once its new versions are initialised.
         self.routes: dict[tuple[str, str], Alias] = dict(self.catalog.aliases)
         self._flips: dict[tuple[str, str], asyncio.Task[None]] = {}  # INIT before a flip, per version
@@ -222,7 +226,7 @@ class Gateway:
         try:
             response = await self._handle(request, (request_id, apigw_id), labels, counted)
         except GatewayError as exc:
-            response = error_response(exc)
+            response = self._error(exc, request)
         if counted:  # its count reaches the store before its answer leaves
             self.usage.written(counted[0])
         response.headers["x-amzn-RequestId"] = request_id
@@ -250,7 +254,7 @@ class Gateway:
                 raise RequestTooLong()
             self._authenticate(request, stage)
         except GatewayError as exc:
-            return self._refused(exc, request_id, *labels)
+            return self._refused(exc, request_id, labels[0], labels[1], request=request)
         return None
 
     def too_long(self, request: Request) -> Response:
@@ -259,10 +263,12 @@ class Gateway:
         with contextlib.suppress(GatewayError):
             stage, name, _route, _resource = self._route(request)
             labels = [name, stage]
-        return self._refused(RequestTooLong(), str(uuid.uuid4()), *labels)
+        return self._refused(RequestTooLong(), str(uuid.uuid4()), labels[0], labels[1])
 
-    def _refused(self, exc: GatewayError, request_id: str, name: str, stage: str) -> Response:
-        response = error_response(exc)
+    def _refused(
+        self, exc: GatewayError, request_id: str, name: str, stage: str, request: Request | None = None
+    ) -> Response:
+        response = error_response(exc) if request is None else self._error(exc, request)
         response.headers["x-amzn-RequestId"] = request_id
         response.headers["x-amz-apigw-id"] = new_apigw_id()
         self.metrics.request(name, stage, "", response.status, 0.0)
@@ -312,6 +318,46 @@ class Gateway:
         if outcome.status == "throttled":
             self.metrics.refuse(name, stage, "concurrency")
         return proxy_to_http(outcome)
+
+    def _error(self, exc: GatewayError, request: Request) -> Response:
+        """AWS's error response; for an unknown route, plus a hint header naming the routes
+        there are (AWS's body stays as it is: a client may depend on it)."""
+        response = error_response(exc)
+        if isinstance(exc, MissingAuthenticationToken):
+            response.headers[HINT_HEADER] = hint = self.routes_hint(request)
+            asked = f"{_printable(request.method)} {_printable(request.path)}"
+            if asked not in self._hinted and len(self._hinted) < MAX_HINTED:
+                self._hinted.add(asked)  # once per route asked for: a typo is worth one line
+                if self.settings.on_event is not None:
+                    self.settings.on_event({"event": "missing_route", "request": asked, "hint": hint})
+        return response
+
+    def routes_hint(self, request: Request) -> str:
+        """Which routes exist: on the stage the path names, else on every stage."""
+        stage = next((p for p in request.path.split("/") if p), "")
+        routes = [
+            f"{method} /{route_stage}/{model}{suffix}"
+            for (model, route_stage), method, suffix in self._route_list()
+            if route_stage == stage
+        ]
+        if routes:
+            where = f"on stage {_printable(stage)}"
+        else:
+            routes = [f"{m} /{s}/{n}{x}" for (n, s), m, x in self._route_list()]
+            where = "on any stage" if not routes else "(no such stage here)"
+        listed = ", ".join(routes[:12]) + (f" and {len(routes) - 12} more" if len(routes) > 12 else "")
+        asked = f"{_printable(request.method)} {_printable(request.path)}"
+        return f"No {asked} {where}. Routes: {listed or 'none yet'}."[:1000]
+
+    def _route_list(self) -> list[tuple[tuple[str, str], str, str]]:
+        listed = []
+        for (model, stage), alias in sorted(self.routes.items()):
+            listed.append(((model, stage), "POST", "/predict"))
+            if self._has_proba(model, str(alias.version)):
+                listed.append(((model, stage), "POST", "/predict_proba"))
+        for name in sorted(self.handlers):
+            listed.append(((name, self.settings.stage), "ANY", ""))
+        return listed
 
     def _route(self, request: Request) -> tuple[str, str, str, str]:
         """(stage, function name, route, resource) or 403 Missing Authentication Token."""
@@ -410,6 +456,11 @@ def _versions(alias: Alias | None) -> set[str]:
 def _stop_waiting(pending: asyncio.Future[Outcome]) -> None:
     if not pending.done():
         pending.set_exception(_GaveUp())
+
+
+def _printable(text: str) -> str:
+    """A path as a header value and a log line may hold it: ASCII, no control characters."""
+    return urllib.parse.quote(text[:200], safe="/-_.~!$&'()*+,;=:@%")
 
 
 def error_response(exc: GatewayError) -> Response:

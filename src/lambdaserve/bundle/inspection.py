@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from lambdaserve.bundle.pickle_scan import Finding, PickleScan, ScanError, scan_pickle
 from lambdaserve.bundle.pins import Pin, current_python_version, pin_requirements
+from lambdaserve.bundle.scan_rules import NAMED_FEATURES
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.runtime.errors import ModelLoadError
 from lambdaserve.runtime.limits import CappedReader, TooLarge, check_zip, expansion_limit
@@ -60,6 +61,7 @@ class ModelReport:
     untrusted_types: list[str] = field(default_factory=list)
     refused_globals: list[str] = field(default_factory=list)  # pickle globals not admitted
     recorded_versions: dict[str, str] = field(default_factory=dict)
+    named_features: bool = False  # fitted on a DataFrame: its requests are turned into one
     pins: list[Pin] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     compression: str | None = None
@@ -114,6 +116,7 @@ class ModelReport:
             "untrusted_types": self.untrusted_types,
             "refused_globals": self.refused_globals,
             "recorded_versions": self.recorded_versions,
+            "named_features": self.named_features,
             "requirements": self.requirements,
             "pins": [pin.to_dict() for pin in self.pins],
             "warnings": self.warnings,
@@ -147,13 +150,15 @@ def inspect_model(path: Path, user_requirements: list[str] | None = None) -> Mod
         report.by_value_functions = scan.by_value_functions
         report.by_value_imports = scan.by_value_imports
         report.recorded_versions = _one_version_each(scan.recorded_versions, report.warnings)
+        report.named_features = scan.named_features
         modules = scan.modules
     elif fmt == "skops":
         modules = _inspect_skops(path, report)
+    # A model fitted on a DataFrame needs pandas at prediction time, though its file may
+    # not import it: the handler gives it a DataFrame with the fitted column names.
+    extra = [*FORMAT_REQUIREMENTS[report.format], *(["pandas"] if report.named_features else [])]
     try:
-        report.pins = pin_requirements(
-            modules, report.recorded_versions, user_requirements or [], FORMAT_REQUIREMENTS[report.format]
-        )
+        report.pins = pin_requirements(modules, report.recorded_versions, user_requirements or [], extra)
     except ValueError as exc:
         raise LambdaserveError(f"Bad --requirement: {exc}.") from None
     for pin in report.pins:
@@ -268,30 +273,34 @@ def _inspect_skops(path: Path, report: ModelReport) -> list[str]:
         raise LambdaserveError(f"{path.name} is not a skops file: {exc}.") from None
     types: dict[str, None] = {}
     versions: dict[str, list[str]] = {}
-    _walk_skops(schema, types, versions)
+    report.named_features = _walk_skops(schema, types, versions)
     report.imports = list(types)
     report.recorded_versions = _one_version_each(versions, report.warnings)
     return list(dict.fromkeys(t.split(".", 1)[0] for t in types))
 
 
-def _walk_skops(node: Any, types: dict[str, None], versions: dict[str, list[str]]) -> None:
-    """Collect every type the schema names and the scikit-learn versions it records."""
+def _walk_skops(node: Any, types: dict[str, None], versions: dict[str, list[str]]) -> bool:
+    """Collect every type the schema names and the scikit-learn versions it records; whether
+    an object in it holds ``feature_names_in_`` (fitted on a DataFrame)."""
+    named = False
     if isinstance(node, dict):
         module, name = node.get("__module__"), node.get("__class__")
         if isinstance(module, str) and isinstance(name, str):
             types.setdefault(f"{module}.{name}", None)
         content = node.get("content")
         if isinstance(content, dict):
+            named = NAMED_FEATURES in content
             recorded = content.get("_sklearn_version")
             if isinstance(recorded, dict) and isinstance(recorded.get("content"), str):
                 version = json.loads(recorded["content"]) if recorded.get("is_json") else recorded["content"]
                 if isinstance(version, str) and version not in versions.get("scikit-learn", []):
                     versions.setdefault("scikit-learn", []).append(version)
         for value in node.values():
-            _walk_skops(value, types, versions)
+            named = _walk_skops(value, types, versions) or named
     elif isinstance(node, list):
         for value in node:
-            _walk_skops(value, types, versions)
+            named = _walk_skops(value, types, versions) or named
+    return named
 
 
 def _one_version_each(recorded: dict[str, list[str]], warnings: list[str]) -> dict[str, str]:

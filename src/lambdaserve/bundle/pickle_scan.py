@@ -35,7 +35,14 @@ from typing import IO, Any
 
 from lambdaserve.bundle.joblib_layout import JOBLIB_ARRAY_WRAPPERS, dtype_layout, mentions_wrapper, skip_bytes
 from lambdaserve.bundle.pickle_values import OPAQUE, Global, PickledCall, ScanError, global_key
-from lambdaserve.bundle.scan_rules import LOAD_TIME_HOOKS, VERSION_KEYS, Finding, call_finding, global_finding
+from lambdaserve.bundle.scan_rules import (
+    LOAD_TIME_HOOKS,
+    NAMED_FEATURES,
+    VERSION_KEYS,
+    Finding,
+    call_finding,
+    global_finding,
+)
 
 __all__ = ["Finding", "PickleScan", "ScanError", "scan_pickle"]
 
@@ -56,6 +63,7 @@ class PickleScan:
     recorded_versions: dict[str, list[str]] = field(default_factory=dict)
     joblib_arrays: int = 0
     refused_globals: list[str] = field(default_factory=list)  # what --trust must admit at load
+    named_features: bool = False  # an object's state holds feature_names_in_ (fitted on a DataFrame)
 
     @property
     def modules(self) -> list[str]:
@@ -290,6 +298,8 @@ class _Walker:
             obj.state = state
         for part in state if isinstance(state, tuple) else (state,):
             if isinstance(part, dict):
+                if NAMED_FEATURES in part:
+                    self.scan.named_features = True
                 for key, library in VERSION_KEYS.items():
                     version = part.get(key)
                     if isinstance(version, str):

@@ -55,6 +55,9 @@ LOAD_TIME_HOOKS = frozenset({
 
 # Keys under which libraries record their version in an object's pickled state.
 VERSION_KEYS = {"_sklearn_version": "scikit-learn"}
+# The attribute scikit-learn sets on an estimator fitted on a DataFrame: the handler then
+# builds a DataFrame for every request, so the model's environment needs pandas.
+NAMED_FEATURES = "feature_names_in_"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
-from lambdaserve.cli.output import handle_errors, out, progress, warn
+from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.state import open_store, require_model, state_root
 from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
@@ -111,6 +111,11 @@ def cloudformation(
         None, "--python", help="Run on a newer Python than each model's (no code pickled by value)."
     ),
     state_dir: Path | None = STATE_OPTION,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='One JSON object: {"template": ...} on stdout, or {"written": PATH, ...} with -o.',
+    ),
 ) -> None:
     """Write a CloudFormation template of the project: what `lambdaserve deploy` makes.
 
@@ -154,22 +159,32 @@ def cloudformation(
     with open_store(state_dir) as store, progress() as reporter:
         desired, configured = desired_stages(store, names, models or [], function, plan)
         desired = with_images(store, desired, memory_set=memory is not None, python=python, progress=reporter)
-    text = dump_template(build_template(desired, configured=configured), fmt)
+    template = build_template(desired, configured=configured)
+    text = dump_template(template, fmt)
+    notes = []
     for model, versions in releases_needing_history(desired).items():
         served = ", ".join(map(str, versions))
-        warn(
+        notes.append(
             f"The stages of {model} serve versions {served}. CloudFormation publishes Lambda versions "
             f"from the function's one configuration, that of version {configured[model]} here: apply "
             "this template to a stack that already has the others (from earlier exports); a new "
             "stack would publish every version with that model."
         )
+        warn(notes[-1])
     if output is None:
-        sys.stdout.write(text)
+        if as_json:
+            print_json({"template": template, "warnings": notes})
+        else:
+            sys.stdout.write(text)
         return
     try:
         output.write_text(text)
     except OSError as exc:
         raise LambdaserveError(f"Cannot write {output}: {exc.strerror}.", "Check the path.") from None
+    if as_json:
+        resources = len(template.get("Resources") or {})
+        print_json({"written": str(output), "format": fmt, "resources": resources, "warnings": notes})
+        return
     _show_next_steps(output, names, desired, configured)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
+from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors
 from lambdaserve.cli.state import state_root
 from lambdaserve.deploy.names import project_name
@@ -22,12 +22,13 @@ def iam_policy(
     region: str = typer.Option("*", "--region", help="Limit it to one region [default: any]."),
     account: str = typer.Option("*", "--account", help="Limit it to one 12-digit account [default: any]."),
     state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Print the IAM policy (JSON) that deploy, promote/rollback --remote, status, logs and destroy need.
 
     Every action lambdaserve calls, scoped to the project's resource names (its bucket,
     repository, functions, roles, log groups and rules). Attach it to the user or role
-    that runs lambdaserve, e.g. a CI pipeline's.
+    that runs lambdaserve, e.g. a CI pipeline's. The output is JSON, with or without --json.
 
     Example:
 

@@ -45,13 +45,16 @@ def warn(message: str) -> None:
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn LambdaserveError into a clean message and a non-zero exit."""
+    """Turn LambdaserveError into a clean message and a non-zero exit; with ``--json``, the
+    error is also the one JSON object on stdout: ``{"error": ..., "hint": ...}``."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except LambdaserveError as exc:
+            if kwargs.get("as_json"):
+                print_json({"error": exc.message, "hint": exc.hint})
             raise fail(exc.message, exc.hint) from None
         except KeyboardInterrupt:
             raise fail("Interrupted.", code=130) from None

@@ -20,12 +20,19 @@ _SOURCES = {
 
 
 def size_text(size: int) -> str:
+    """A file's size in decimal units (1 MB = 1,000,000 bytes), as file managers, browsers and
+    pip show it, so that one file reads the same everywhere."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
+        value /= 1000
     return f"{size} B"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 name``, ``2 names``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def show_report(report: ModelReport) -> None:
@@ -70,7 +77,7 @@ def _show_imports(imports: list[str]) -> None:
     for dotted in imports:
         top = dotted.split(".", 1)[0]
         by_module.setdefault(top, []).append(dotted.rsplit(".", 1)[-1])
-    out.print(f"\n[bold]Imports[/] ({len(imports)} names from {len(by_module)} modules):")
+    out.print(f"\n[bold]Imports[/] ({plural(len(imports), 'name')} from {plural(len(by_module), 'module')}):")
     for module, names in by_module.items():
         shown = ", ".join(names[:8]) + (f", … (+{len(names) - 8})" if len(names) > 8 else "")
         out.print(f"  [cyan]{module}[/]: {shown}")

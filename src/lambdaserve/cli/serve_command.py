@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, STATE_OPTION, TRUST_OPTION
@@ -145,6 +148,10 @@ def serve(
                 "version": served[0][1] if served else None,
                 "state_dir": str(store.root),
             }
+            if url is not None and first_name is not None and first_stage is not None:
+                info["try"] = _try_command(
+                    store, url, first_name, first_stage, handlers, no_api_key, created_key
+                )
             if created_key:
                 info["api_key"] = created_key
             if new_token:
@@ -152,6 +159,12 @@ def serve(
             print_json(info)
             return
         out.print(f"[green]✓[/] Serving on [bold]{base}[/]  (state: {store.root})")
+        starting = [f"{n} v{v}" for n, v in served if not gateway.lambdas.settled(n, v)]
+        if starting:
+            out.print(
+                f"  INIT of {', '.join(starting)} is still running: a request now waits for it "
+                "(a line says when it is done)."
+            )
         for route_name, route_stage in routes:
             out.print(f"  POST {base}/{route_stage}/{route_name}" + ("" if handlers else "/predict"))
         if not routes:
@@ -173,9 +186,11 @@ def serve(
         if new_token:
             out.print(f"  Admin token (shown once, also in {store.root / 'admin-token'}): {token}")
         out.print(f"  Console: {base}/_/  (sign in with the admin token)")
-        if url is not None:
-            key_header = "" if no_api_key else f" -H 'x-api-key: {created_key or '$KEY'}'"
-            out.print(f"  Try: curl -X POST {url}{key_header} -d '[\"some text\"]'")
+        if url is not None and first_name is not None and first_stage is not None:
+            if not no_api_key and not created_key:
+                out.print("  Set KEY to your API key, then")
+            line = _try_command(store, url, first_name, first_stage, handlers, no_api_key, created_key)
+            out.print(f"  Try: {line}", markup=False, highlight=False, soft_wrap=True)
             out.print(f"  Docs: {base}/_/docs   Logs: lambdaserve logs {first_name} --follow")
         sys.stdout.flush()
 
@@ -185,6 +200,36 @@ def serve(
     from lambdaserve.app.server import run_server  # uvicorn: imported while INIT runs
 
     run_server(gateway, sock, token, announce)
+
+
+def _try_command(
+    store: Store,
+    url: str,
+    name: str,
+    stage: str,
+    handlers: list[Any],
+    no_api_key: bool,
+    key: str | None,
+) -> str:
+    """A curl line that works when pasted: the model's own sample as the body, and the key
+    (or ``$KEY`` in double quotes, so that the shell fills it in)."""
+    command = f"curl -X POST {url}"
+    if not no_api_key:
+        command += f" -H {shlex.quote(f'x-api-key: {key}')}" if key else ' -H "x-api-key: $KEY"'
+    return f"{command} -d {shlex.quote(_try_body(store, name, stage, handlers))}"
+
+
+def _try_body(store: Store, name: str, stage: str, handlers: list[Any]) -> str:
+    """The served version's packaged sample; without one, instances of the model's shape."""
+    alias = None if handlers else store.alias(name, stage)
+    manifest = store.version(name, alias.version).manifest if alias is not None else {}
+    if manifest.get("sample_input") is not None:
+        return json.dumps(manifest["sample_input"])
+    if manifest.get("feature_names"):
+        return json.dumps([dict.fromkeys(manifest["feature_names"], 0)])
+    if manifest.get("n_features"):
+        return json.dumps([[0] * int(manifest["n_features"])])
+    return json.dumps(["some text"])
 
 
 def _register(
@@ -240,6 +285,9 @@ def _event_printer(as_json: bool) -> Callable[[dict[str, Any]], None]:
             err.print(f"[cyan]•[/] {where}: INIT done in {event['initMs']:.0f} ms")
         elif event["event"] == "init_error":
             err.print(f"[red]✗[/] {where}: INIT failed: {event['errorType']}: {event['errorMessage']}")
+        elif event["event"] == "missing_route":
+            told = f"{event['request']}: 403 Missing Authentication Token. {event['hint']}"
+            err.print(f"[yellow]![/] {escape(told)}", highlight=False)
         elif event["event"] == "environment_killed":
             err.print(
                 f"[yellow]![/] {where}: an execution environment was killed ({event['reason']}); "

@@ -42,7 +42,7 @@ from lambdaserve.console import fields
 from lambdaserve.console.pages import console_routes
 from lambdaserve.console.publish import publish_upload
 from lambdaserve.console.sessions import CSRF_HEADER, SessionBook
-from lambdaserve.console.uploads import UploadArea, UploadRefused
+from lambdaserve.console.uploads import MB, UploadArea, UploadRefused
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import parse_quota
 
@@ -50,7 +50,7 @@ from lambdaserve.store.records import parse_quota
 def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
     store = gateway.store
     sessions = SessionBook(admin_token)
-    uploads = UploadArea(store.root, gateway.settings.max_upload_mb * 1024 * 1024)
+    uploads = UploadArea(store.root, gateway.settings.max_upload_mb * MB)
 
     def guarded(endpoint: Any) -> Any:
         async def wrapper(request: HTTPRequest) -> Response:

@@ -34,6 +34,7 @@ from lambdaserve.runtime.models import FORMAT_BY_SUFFIX
 
 UPLOAD_TTL_S = 3600.0
 MAX_PENDING = 16
+MB = 1_000_000  # sizes are shown, and --max-upload-mb counted, in decimal megabytes
 ACCEPTED = tuple(FORMAT_BY_SUFFIX)
 _ID = re.compile(r"[0-9a-f]{32}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -143,8 +144,8 @@ class UploadArea:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _too_large(self, size: int | None) -> UploadRefused:
-        limit_mb = self.max_bytes / (1024 * 1024)
-        what = f"The file ({size / (1024 * 1024):.1f} MB)" if size is not None else "The file"
+        limit_mb = self.max_bytes / MB
+        what = f"The file ({size / MB:.1f} MB)" if size is not None else "The file"
         return UploadRefused(
             413,
             f"{what} is larger than this server's upload limit of {limit_mb:g} MB.",

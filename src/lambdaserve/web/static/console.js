@@ -116,10 +116,11 @@ const LS = (() => {
 
   function bytes(n) {
     if (n === null || n === undefined) return "?";
-    const units = ["B", "KB", "MB", "GB"];
+    // Decimal units (1 MB = 1,000,000 bytes), as the file chooser and the CLI show them.
+    const units = ["B", "kB", "MB", "GB"];
     let value = n;
     let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
     return `${value.toFixed(unit && value < 10 ? 1 : 0)} ${units[unit]}`;
   }
 
