@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,30 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+AXE_VERSION = "4.14.1"
+AXE_DIR = ROOT / "test-output" / "axe"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core, Deque's accessibility rules, from the npm registry (installed once under
+    test-output/, which git ignores); skipped without npm outside CI, as Chromium is."""
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            hint = "npm is missing: apt-get install npm (as .ci/run does)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(hint)
+            pytest.skip(hint)
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--prefix", str(AXE_DIR), "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"],
+            check=True, capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    return script
 
 
 @pytest.fixture(scope="session")

@@ -143,8 +143,18 @@ def test_uploading_the_newsgroups_model_gives_an_endpoint_that_answers_try_it(
         }"""
     )
     expect(page.locator("#form-error")).to_contain_text("notes.txt is not a model file")
-    # GIVEN the 10 MB newsgroups model chosen with the file picker, a name and a sample
-    page.set_input_files("#file-input", str(newsgroups_model))
+    # GIVEN the 10 MB newsgroups model chosen with the keyboard alone (Tab to the drop zone,
+    # Space opens the file chooser), a name and a sample
+    page.goto("/_/upload")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "file-input":
+            break
+    else:
+        raise AssertionError("Tab never reaches the file chooser")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(str(newsgroups_model))
     expect(page.locator("#dropzone-title")).to_contain_text("news.pickle")
     page.fill("#model-name", "news")
     page.fill("#sample", '["the space shuttle launch"]')
@@ -242,7 +252,8 @@ def test_promoting_a_second_version_moves_the_stage(
     wait_until(answered_by_2, 30.0, interval_s=0.1)
     assert set(answers) <= {(200, "1"), (200, "2")}
     # AND a rollback, confirmed, brings version 1 back; then version 2 goes in as a 10% canary
-    card.get_by_role("button", name="Roll back").click()
+    card.locator('tr[data-stage="test"]').get_by_role("button", name="Roll back").click()
+    expect(dialog).to_contain_text("goes back from version 2 to version 1")
     dialog.get_by_role("button", name="Roll back").click()
     expect(card.locator('tr[data-stage="test"] .stage-version')).to_have_text("v1")
     card.locator("select").select_option("2")
@@ -251,6 +262,18 @@ def test_promoting_a_second_version_moves_the_stage(
     dialog.get_by_role("button", name="Start canary").click()
     expect(card.locator('tr[data-stage="test"]')).to_contain_text("v2 · 10%")
     shoot(page, screenshots, "models")
+    # AND rolling back a stage that its last change created says that it, and its endpoint, go
+    card.locator("select").select_option("2")
+    card.get_by_label("stage", exact=True).fill("prod")
+    card.get_by_role("button", name="Promote").click()
+    dialog.get_by_role("button", name="Promote").click()
+    prod = card.locator('tr[data-stage="prod"]')
+    expect(prod.locator(".stage-version")).to_have_text("v2")
+    prod.get_by_role("button", name="Roll back").click()
+    expect(dialog).to_contain_text("rolling back removes it")
+    expect(dialog).to_contain_text("POST /prod/news/predict, then answers 403")
+    dialog.get_by_role("button", name="Remove the stage").click()
+    expect(prod).to_have_count(0)
 
 
 def test_a_key_on_a_plan_with_quota_3_is_refused_on_the_fourth_call(
@@ -366,6 +389,36 @@ def test_the_console_fits_a_phone_and_follows_dark_mode(
             shoot(phone, screenshots, f"{name}-phone-dark")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_page_has_a_serious_or_critical_accessibility_finding(
+    chromium: Browser, served: Served, axe_script: Path, scheme: str
+) -> None:
+    # GIVEN every page of the console, holding what the tests before made (models, keys, a
+    # report, traffic), in light and in dark mode
+    context = chromium.new_context(base_url=served.base, color_scheme=scheme, bypass_csp=True)
+    found: dict[str, list[Any]] = {}
+    try:
+        page = context.new_page()
+        for path in ("signin", "upload", "models", "keys", "monitoring?model=news&stage=test"):
+            if path != "signin" and "signin" in page.url:
+                page.fill("#token", served.admin_token)
+                page.click("button[type=submit]")
+                expect(page).to_have_url(f"{served.base}/_/models")
+            page.goto(f"/_/{path}")
+            page.wait_for_load_state("networkidle")
+            # WHEN axe-core checks it (the rules of WCAG 2.1 A and AA, and its best practices)
+            page.add_script_tag(path=str(axe_script))
+            found[path] = page.evaluate(
+                """async () => (await axe.run()).violations
+                    .filter((v) => v.impact === "serious" || v.impact === "critical")
+                    .map((v) => [v.id, v.impact, v.nodes.slice(0, 3).map((n) => n.target.join(" "))])"""
+            )
+    finally:
+        context.close()
+    # THEN nothing serious or critical is found on any of them
+    assert {path: issues for path, issues in found.items() if issues} == {}
 
 
 def _is_dark(css_color: str) -> bool:

@@ -190,8 +190,9 @@ def test_a_pickle_with_another_hash_is_refused_before_it_is_unpickled(tmp_path: 
 @pytest.mark.parametrize(
     ("content", "type_name"),
     [
-        pytest.param({"coef": [0.1, 0.2], "intercept": 0.3}, "dict", id="pickled-dict"),
-        pytest.param(["setosa", "versicolor"], "list", id="pickled-list"),
+        pytest.param({"coef": [0.1, 0.2], "intercept": 0.3}, "a dict", id="pickled-dict"),
+        pytest.param(["setosa", "versicolor"], "a list", id="pickled-list"),
+        pytest.param(42, "an int", id="pickled-int"),
     ],
 )
 def test_a_file_that_holds_no_model_says_it_has_no_predict_method(
@@ -202,7 +203,7 @@ def test_a_file_that_holds_no_model_says_it_has_no_predict_method(
     path.write_bytes(pickle.dumps(content))
     # WHEN INIT loads it
     # THEN the error names what the file holds and what to save instead
-    with pytest.raises(ModelLoadError, match=f"holds a {type_name}, which has no predict method.*Save the"):
+    with pytest.raises(ModelLoadError, match=f"holds {type_name}, which has no predict method.*Save the"):
         PredictionService.from_environment({"LAMBDASERVE_MODEL": str(path)})
 
 

@@ -387,7 +387,7 @@ def test_plans_refuse_bad_stages_and_say_how_to_write_them(
         (["--quota", "many/DAY"], "'many/DAY' is not a quota."),
         (["--quota", "0/DAY"], "a quota counts from 1 to 2147483647 requests per period"),
         (["--quota", "99999999999999999999999/DAY"], "a quota counts from 1 to 2147483647"),
-        (["--burst", "5"], "A throttle needs both --rate and --burst."),
+        (["--burst", "5"], "A throttle needs both a rate (requests per second) and a burst"),
     ],
 )
 def test_plans_create_refuses_bad_limits_and_says_how_to_write_them(

@@ -120,7 +120,9 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         return {
             "name": name,
             "versions": [v.to_dict() for v in store.versions(name)],
-            "stages": [a.to_dict() for a in store.aliases(name)],
+            "stages": [
+                {**a.to_dict(), "rollback": store.rollback_target(name, a.stage)} for a in store.aliases(name)
+            ],
         }
 
     async def models(request: HTTPRequest) -> Response:

@@ -96,7 +96,7 @@ class EstimatorModel:
     def __init__(self, estimator: Any) -> None:
         if not callable(getattr(estimator, "predict", None)):
             raise ModelLoadError(
-                f"The file holds a {type(estimator).__name__}, which has no predict method. "
+                f"The file holds {_with_article(type(estimator).__name__)}, which has no predict method. "
                 "Save the fitted model (e.g. the Pipeline), not its parts or results."
             )
         self.estimator = estimator
@@ -254,6 +254,11 @@ def _label_rows(rows: Any, labels: list[str] | None) -> list[dict[str, Any]]:
         keys = labels if labels is not None else [str(i) for i in range(len(values))]
         out.append(dict(zip(keys, values, strict=False)))
     return out
+
+
+def _with_article(noun: str) -> str:
+    """``an int``, ``a dict``: a type's name as a sentence says it."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _data_frame(rows: list[list[Any]], columns: list[str]) -> Any:

@@ -283,6 +283,19 @@ class Store:
                 )
         return self.alias(model, stage)
 
+    def rollback_target(self, model: str, stage: str) -> dict[str, Any] | None:
+        """What ``rollback`` would bring back: ``{"version", "canary_version", "canary_weight"}``,
+        ``{"removes": True}`` when the last change created the stage, None when there is none."""
+        row = self.db.execute(
+            "SELECT * FROM alias_history WHERE model = ? AND stage = ? ORDER BY id DESC LIMIT 1",
+            (model, stage),
+        ).fetchone()
+        if row is None:
+            return None
+        if row["version"] is None:
+            return {"removes": True}
+        return {k: row[k] for k in ("version", "canary_version", "canary_weight")}
+
     def _remember(self, db: sqlite3.Connection, model: str, stage: str) -> None:
         current = db.execute("SELECT * FROM aliases WHERE model = ? AND stage = ?", (model, stage)).fetchone()
         db.execute(
@@ -527,13 +540,17 @@ def _private(root: Path) -> None:
 def check_limits(
     rate: float | None, burst: int | None, quota_limit: int | None, quota_period: str | None
 ) -> None:
-    """A usage plan's throttle and quota, as API Gateway accepts them."""
+    """A usage plan's throttle and quota, as API Gateway accepts them. The messages name the
+    settings, not the command-line flags: the console shows them too."""
     if (rate is None) != (burst is None):
-        raise LambdaserveError("A throttle needs both --rate and --burst.", "e.g. --rate 10 --burst 10")
+        raise LambdaserveError(
+            "A throttle needs both a rate (requests per second) and a burst (the bucket's size).",
+            "e.g. rate 10 and burst 10; or neither, for no throttle.",
+        )
     if rate is not None and (rate <= 0 or burst is None or burst < 1):
-        raise LambdaserveError("--rate must be above 0 and --burst at least 1.")
+        raise LambdaserveError("The rate must be above 0 and the burst at least 1.")
     if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
-        raise LambdaserveError("A quota is a positive count per DAY, WEEK or MONTH.", "e.g. --quota 100/DAY")
+        raise LambdaserveError("A quota is a positive count per DAY, WEEK or MONTH.", "e.g. 100 per DAY")
 
 
 def check_stage(stage: str) -> str:
@@ -552,7 +569,7 @@ def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
     if not attached:
         raise LambdaserveError(
             "A usage plan needs at least one stage: its keys are accepted only there.",
-            "e.g. --stage test,prod",
+            "e.g. the stages test and prod",
         )
     return attached
 

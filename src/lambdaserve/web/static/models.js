@@ -71,7 +71,7 @@
       model.stages.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "table stages" },
           el("thead", {}, el("tr", {}, el("th", {}, "stage"), el("th", {}, "version"), el("th", {}, "canary"),
-            el("th", { class: "hide-narrow" }, "endpoint"), el("th", { class: "hide-narrow" }, "updated"), el("th", {}))),
+            el("th", { class: "hide-narrow" }, "endpoint"), el("th", { class: "hide-narrow" }, "updated"), el("th", {}, el("span", { class: "visually-hidden" }, "actions")))),
           el("tbody", {}, stageRows)))
         : el("p", { class: "muted" }, "No stage serves this model yet: promote a version below."),
       el("datalist", { id: `stages-${model.name}` }, model.stages.map((s) => el("option", { value: s.stage }))),
@@ -120,8 +120,15 @@
   }
 
   async function rollback(modelName, stage) {
-    const ok = await confirmAction(`Roll back ${stageName(stage)}?`,
-      `Undo the last change to stage ${stage.stage} of ${modelName} (it serves ${describeStage(stage)} now).`, "Roll back");
+    const back = stage.rollback;
+    const text = !back
+      ? `Stage ${stage.stage} of ${modelName} has no earlier state to go back to.`
+      : back.removes
+        ? `Stage ${stage.stage} was created by its last change: rolling back removes it. ` +
+          `Its endpoint, POST /${stage.stage}/${modelName}/predict, then answers 403 to every request.`
+        : `Stage ${stage.stage} of ${modelName} goes back from ${describeStage(stage)} to ${describeStage(back)}.`;
+    const ok = await confirmAction(back && back.removes ? `Remove ${stageName(stage)}?` : `Roll back ${stageName(stage)}?`,
+      text, back && back.removes ? "Remove the stage" : "Roll back");
     if (!ok) return;
     try {
       const after = await api("POST", `/models/${modelName}/stages/${encodeURIComponent(stage.stage)}/rollback`);

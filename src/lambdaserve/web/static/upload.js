@@ -166,8 +166,8 @@
     message.hidden = !error;
     if (error) {
       message.className = `alert ${needsTrust ? "warn" : "error"}`;
-      clear(message).append(el("b", {}, error.message),
-        error.data.hint ? el("span", { class: "hint" }, error.data.hint) : null);
+      // Only what there is: append(null) would print "null".
+      clear(message).append(el("b", {}, error.message), ...(error.data.hint ? [el("span", { class: "hint" }, error.data.hint)] : []));
     }
     clear($("report-facts")).append(
       fact("format", report.format || "?"),
