@@ -186,6 +186,26 @@ def test_uploading_the_newsgroups_model_gives_an_endpoint_that_answers_try_it(
     shown.update(url=url, key=key)
 
 
+def test_the_same_file_again_makes_no_second_key_and_try_it_asks_for_the_key(
+    page: Page, newsgroups_model: Path
+) -> None:
+    # GIVEN the model just published, uploaded again with "Create an API key" left checked
+    page.goto("/_/upload")
+    page.set_input_files("#file-input", str(newsgroups_model))
+    page.fill("#model-name", "news")
+    page.click("#upload-button")
+    # THEN no key is made: the page names the one made before, and the lines use $KEY
+    expect(page.locator("#key-note")).to_contain_text("no key was made", timeout=60_000)
+    expect(page.locator("#key-note")).to_contain_text(shown["key"][:6])
+    expect(page.locator("#curl-snippet")).to_contain_text('-H "x-api-key: $KEY"')
+    expect(page.locator("#python-snippet")).to_contain_text('os.environ["KEY"]')
+    # AND try-it works once the key is typed in
+    page.fill("#try-key", shown["key"])
+    page.fill("#try-body", SPACE_POST)
+    page.click("#try-button")
+    expect(page.locator("#try-status")).to_have_text("200 OK")
+
+
 def test_a_flagged_pickle_is_published_only_after_the_user_trusts_it(
     page: Page, flagged_model: Path, screenshots: Path, page_errors: list[str]
 ) -> None:

@@ -228,8 +228,12 @@ def test_publishing_an_upload_serves_it_at_once_with_a_new_key(
     assert publish(admin, "topics", upload=sent.json()["upload"]).status_code == 404
     # AND the same content again publishes nothing new and moves no stage
     again = upload(admin, text_model.read_bytes(), "topics.pickle").json()["upload"]
-    same = publish(admin, "topics", upload=again).json()
+    same = publish(admin, "topics", upload=again, key={"name": "topics"}).json()
     assert (same["version"]["version"], same["created"], same["stage_moved"]) == (1, False, False)
+    # AND asks for no second key: the one made with it before is named, its value not shown
+    assert same["key"]["reused"] is True
+    assert (same["key"]["id"], same["key"]["value"]) == (result["key"]["id"], None)
+    assert sum(k["name"] == "topics" for k in admin.get("/_/api/keys").json()["keys"]) == 1
 
 
 def test_the_series_shows_traffic_errors_and_cold_starts(

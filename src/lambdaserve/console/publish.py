@@ -32,7 +32,7 @@ from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.function import Function
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name
-from lambdaserve.store import ModelVersion, Store, UsagePlan
+from lambdaserve.store import ApiKey, ModelVersion, Store, UsagePlan
 from lambdaserve.store.store import DEFAULT_PLAN, check_stage
 
 
@@ -107,9 +107,16 @@ async def publish_upload(
     key: dict[str, Any] | None = None
     if key_options is not None:
         plan = key_plan or store.default_plan(stage)
-        made, value = store.create_key(str(key_options.get("name") or model)[:64], plan.id)
-        gateway.refresh(force=True)
-        key = {**made.to_dict(), "value": value}
+        name = str(key_options.get("name") or model)[:64]
+        existing = _active_key(store, name, plan.id)
+        if not created and existing is not None:
+            # Nothing was published: the key made with this file before still works here. Its
+            # value was shown once, when it was made; it is never shown again.
+            key = {**existing.to_dict(), "value": None, "reused": True}
+        else:
+            made, value = store.create_key(name, plan.id)
+            gateway.refresh(force=True)
+            key = {**made.to_dict(), "value": value, "reused": False}
     endpoint = f"{base_url}/{stage}/{model}/predict"
     return {
         "model": model,
@@ -178,6 +185,12 @@ async def _start_init_early(
         created="",
     )
     return await gateway.lambdas.start_init(record)
+
+
+def _active_key(store: Store, name: str, plan_id: str) -> ApiKey | None:
+    """The newest active key of this name in this plan, if there is one."""
+    same = [k for k in store.api_keys() if k.enabled and k.name == name and k.plan_id == plan_id]
+    return same[-1] if same else None
 
 
 def _put_model_file(root: Path, path: Path, sha256: str) -> Path:

@@ -217,18 +217,27 @@
       : `version ${result.version.version} published; ${result.stage.stage} serves ${result.stage.version}`;
     badge.className = `badge ${result.serving ? "ok" : "warn"}`;
     $("endpoint-url").textContent = url;
-    $("key-box").hidden = !key;
+    const reused = result.key && result.key.reused;
+    $("key-box").hidden = !key && !reused;
     $("key-value").textContent = key || "";
-    const keyText = key || "$KEY";
-    $("curl-snippet").textContent = `curl -X POST ${url} \\\n  -H ${shellQuote(`x-api-key: ${keyText}`)} \\\n  -d ${shellQuote(sample)}`;
+    $("key-value").parentElement.hidden = !key;
+    $("key-note").textContent = reused
+      ? `Nothing new was published, so no key was made: your key ${result.key.name} (${result.key.prefix}…) ` +
+        "from before still works here. Its value was shown once, when it was made; set KEY to it for the lines below."
+      : "shown once: copy it now";
+    const keyText = key ? JSON.stringify(key) : 'os.environ["KEY"]';
+    // Without the value, "$KEY" in double quotes, so that the shell fills it in when pasted.
+    const header = key ? shellQuote(`x-api-key: ${key}`) : '"x-api-key: $KEY"';
+    $("curl-snippet").textContent = `curl -X POST ${url} \\\n  -H ${header} \\\n  -d ${shellQuote(sample)}`;
     $("python-snippet").textContent = [
-      "import requests", "", "response = requests.post(", `    ${JSON.stringify(url)},`,
-      `    headers={"x-api-key": ${JSON.stringify(keyText)}},`, `    data=${pythonString(sample)},`,
+      ...(key ? [] : ["import os", ""]), "import requests", "", "response = requests.post(", `    ${JSON.stringify(url)},`,
+      `    headers={"x-api-key": ${keyText}},`, `    data=${pythonString(sample)},`,
       "    timeout=30,", ")", "print(response.status_code, response.json())",
     ].join("\n");
     $("try-body").value = sample;
     $("try-form").dataset.url = url;
     $("try-form").dataset.key = key || "";
+    $("try-key-field").hidden = !reused;  // the key's value is not known here: ask for it
     $("try-response").hidden = true;
     $("try-status").hidden = true;
     $("try-latency").textContent = `validated and published in ${(elapsed / 1000).toFixed(1)} s`;
@@ -240,7 +249,8 @@
     event.preventDefault();
     const form = event.currentTarget;
     const headers = { "Content-Type": "application/json" };
-    if (form.dataset.key) headers["x-api-key"] = form.dataset.key;
+    const typed = $("try-key").value.trim();
+    if (form.dataset.key || typed) headers["x-api-key"] = form.dataset.key || typed;
     $("try-button").disabled = true;
     const started = performance.now();
     try {
