@@ -361,7 +361,10 @@ def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, scre
     wait_until(lambda: int(page.get_attribute("#stat-traffic", "data-requests") or 0) >= 9, 15.0, 0.5)
     for signal in ("traffic", "latency", "errors", "saturation"):
         expect(page.locator(f"#chart-{signal} canvas")).to_have_count(1)
-    expect(page.locator("#stat-latency")).to_contain_text("p99")
+    expect(page.locator("#stat-latency")).to_contain_text("in window")
+    # AND the axes say what they count, and an INIT's duration reads in seconds
+    expect(page.locator("#chart-latency")).to_have_attribute("data-axis", "latency, ms")
+    expect(page.locator("#cold-table tbody")).to_contain_text(" s")
     expect(page.locator("#stat-saturation")).to_contain_text("busy")
     expect(page.locator("#cold-table tbody")).to_contain_text("init")
     expect(page.locator("#log-lines")).to_contain_text("REPORT RequestId")
@@ -406,6 +409,14 @@ def test_the_console_fits_a_phone_and_follows_dark_mode(
             # Nothing sticks out sideways: the page reads without horizontal scrolling
             overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{name} is {overflow} px wider than the phone"
+            # Every page's link and every table's button is on screen, not in a sideways scroll
+            offscreen = phone.evaluate(
+                """() => [...document.querySelectorAll(".nav a, table button")]
+                    .filter((e) => { const r = e.getBoundingClientRect();
+                                     return r.right > window.innerWidth + 1 || r.left < -1; })
+                    .map((e) => e.textContent)"""
+            )
+            assert offscreen == [], f"{name}: {offscreen} off screen"
             shoot(phone, screenshots, f"{name}-phone-dark")
     finally:
         context.close()

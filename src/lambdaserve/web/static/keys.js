@@ -51,11 +51,12 @@
     for (const key of [...keys].reverse()) {
       body.append(el("tr", { dataset: { key: key.id, name: key.name } },
         el("td", {}, el("b", {}, key.name)),
-        el("td", { class: "mono" }, `${key.prefix}…`),
+        el("td", { class: "mono hide-narrow" }, `${key.prefix}…`),
         el("td", {}, key.plan || "–"),
         el("td", {}, usage(key)),
-        el("td", { class: "muted small" }, when(key.created)),
-        el("td", {}, el("span", { class: `badge ${key.enabled ? "ok" : "error"}` }, key.enabled ? "active" : "revoked")),
+        el("td", { class: "muted small hide-narrow" }, when(key.created)),
+        el("td", { class: "hide-narrow" },
+          el("span", { class: `badge ${key.enabled ? "ok" : "error"}` }, key.enabled ? "active" : "revoked")),
         el("td", { class: "actions" }, key.enabled
           ? el("button", { class: "button danger small", type: "button", onclick: () => revoke(key) }, "Revoke") : null),
       ));

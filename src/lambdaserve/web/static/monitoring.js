@@ -12,15 +12,23 @@
   const charts = {};
   let current = null; // {model, stage}
 
+  // Each chart: its lines, the unit of its values, its axis title and the top of its scale
+  // when nothing happened yet (an empty chart still shows a readable scale).
   const SIGNALS = {
-    traffic: { series: [["requests/s", "rps", "--chart-1"]], unit: "req/s" },
-    latency: { series: [["p50", "p50", "--chart-1"], ["p95", "p95", "--chart-2"], ["p99", "p99", "--chart-3"]], unit: "ms" },
-    errors: { series: [["4xx", "errors_4xx", "--chart-3"], ["5xx", "errors_5xx", "--chart-4"]], unit: "%", scale: 100 },
+    traffic: { series: [["requests/s", "rps", "--chart-1"]], unit: "req/s", title: "requests per second", floor: 1 },
+    latency: {
+      series: [["p50", "p50", "--chart-1"], ["p95", "p95", "--chart-2"], ["p99", "p99", "--chart-3"]],
+      unit: "ms", title: "latency, ms", floor: 1,
+    },
+    errors: {
+      series: [["4xx", "errors_4xx", "--chart-3"], ["5xx", "errors_5xx", "--chart-4"]],
+      unit: "%", scale: 100, title: "% of requests", floor: 1,
+    },
     saturation: {
       // Environments on the left axis; refusals per second, another unit, on the right one.
       series: [["busy", "busy", "--chart-1"], ["environments", "total", "--chart-2"],
         ["throttled/s", "throttled", "--chart-4", "rate"]],
-      unit: "",
+      unit: "", title: "environments", floor: 1,
     },
   };
 
@@ -30,7 +38,12 @@
     const grid = { stroke: css("--chart-grid"), width: 1 };
     const axis = { stroke: css("--muted"), grid, ticks: grid };
     const fromZero = (floor) => (u, min, max) => [0, Math.max(max || 0, floor) * 1.15];
-    const tickText = (suffix) => (u, ticks) => ticks.map((t) => `${+t.toFixed(2)}${suffix}`);
+    // As many decimals as the step between ticks needs, so no two ticks read the same.
+    const tickText = (suffix) => (u, ticks) => {
+      const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+      const digits = step > 0 ? Math.min(3, Math.max(0, -Math.floor(Math.log10(step)))) : 0;
+      return ticks.map((t) => `${t.toFixed(digits)}${suffix}`);
+    };
     const hasRate = spec.series.some((entry) => entry[3] === "rate");
     const options = {
       width: Math.max(target.clientWidth, 240),
@@ -39,13 +52,16 @@
       scales: {
         // The whole window, always: a quiet minute shows as a flat line, not as a zoomed-in instant.
         x: { time: true, range: () => [Date.now() / 1000 - windowMinutes() * 60, Date.now() / 1000] },
-        y: { range: fromZero(name === "errors" ? 1 : 0.001) },
+        y: { range: fromZero(spec.floor) },
         rate: { range: fromZero(1) },
       },
       axes: [
         axis,
-        { ...axis, size: 52, values: tickText(spec.unit === "%" ? "%" : "") },
-        ...(hasRate ? [{ ...axis, scale: "rate", side: 1, size: 44, grid: { show: false }, values: tickText("/s") }] : []),
+        { ...axis, size: 56, label: spec.title, labelSize: 20, values: tickText(spec.unit === "%" ? "%" : "") },
+        ...(hasRate ? [{
+          ...axis, scale: "rate", side: 1, size: 64, label: "refused per second", labelSize: 20,
+          grid: { show: false }, values: tickText("/s"),
+        }] : []),
       ],
       series: [{}, ...spec.series.map(([label, , color, scale]) => ({
         label, stroke: css(color), width: 2, spanGaps: false, scale: scale || "y",
@@ -53,6 +69,7 @@
       }))],
     };
     const chart = new uPlot(options, [[], ...spec.series.map(() => [])], target);
+    target.dataset.axis = spec.title;  // drawn on the canvas; said here for tests and tools
     new ResizeObserver(() => chart.setSize({ width: Math.max(target.clientWidth, 240), height: 220 })).observe(target);
     return chart;
   }
@@ -75,8 +92,12 @@
     const total = series ? series.requests.reduce((sum, n) => sum + n, 0) : 0;
     $("stat-traffic").textContent = series ? `${(lastValue(rps) || 0).toFixed(1)} req/s · ${total} in window` : "–";
     $("stat-traffic").dataset.requests = String(total);
-    const p99 = series ? lastValue(series.p99) : null;
-    $("stat-latency").textContent = p99 === null ? "no requests" : `p99 ${p99.toFixed(1)} ms`;
+    // The headline covers the chart's whole window: the highest p99 of its 2-second points
+    // (an upper bound of the window's own p99), and the latest beside it.
+    const p99s = series ? series.p99.filter((v) => v !== null) : [];
+    $("stat-latency").textContent = p99s.length
+      ? `p99 up to ${Math.max(...p99s).toFixed(1)} ms in window · now ${lastValue(series.p99).toFixed(1)} ms`
+      : "no requests";
     const e4 = series ? lastValue(series.errors_4xx) || 0 : 0;
     const e5 = series ? lastValue(series.errors_5xx) || 0 : 0;
     $("stat-errors").textContent = `4xx ${(e4 * 100).toFixed(1)}% · 5xx ${(e5 * 100).toFixed(1)}%`;
@@ -85,13 +106,16 @@
     $("stat-saturation").textContent = `${busy.toFixed(2)} of ${envs} busy`;
   }
 
+  // An INIT takes seconds, a restore milliseconds: each in the unit that reads.
+  const duration = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+
   function showColdStarts(coldStarts) {
     const rows = [...coldStarts].reverse().slice(0, 50);
     $("cold-count").textContent = `${coldStarts.length} in window`;
     clear($("cold-table").tBodies[0]).append(...(rows.length ? rows.map((c) => el("tr", {},
       el("td", {}, clock(c.t)), el("td", {}, `v${c.version}`),
       el("td", {}, el("span", { class: `badge ${c.kind === "init" ? "warn" : "accent"}` }, c.kind)),
-      el("td", { class: "mono" }, `${c.duration_ms.toFixed(1)} ms`)))
+      el("td", { class: "mono" }, duration(c.duration_ms))))
       : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No cold start in this window."))]));
   }
 
@@ -118,6 +142,17 @@
     }
   }
 
+  // Without a choice in the address, the route with the most requests in the window.
+  async function busiest(routes) {
+    if (routes.length < 2) return null;
+    try {
+      const all = (await api("GET", `/series?minutes=${$("pick-minutes").value}`)).series;
+      const count = (s) => s.requests.reduce((sum, n) => sum + n, 0);
+      const top = all.filter((s) => count(s) > 0).sort((a, b) => count(b) - count(a))[0];
+      return top ? `${top.model}/${top.stage}` : null;
+    } catch (error) { return null; }
+  }
+
   async function start() {
     let models;
     try { models = (await api("GET", "/models")).models; } catch (error) { showError(error); return; }
@@ -126,7 +161,8 @@
     clear(picker).append(...routes.map((r) => el("option", { value: `${r.model}/${r.stage}` }, `${r.model} · ${r.stage}`)));
     $("no-routes").hidden = routes.length > 0;
     const params = new URLSearchParams(location.search);
-    const wanted = params.get("model") && `${params.get("model")}/${params.get("stage") || "test"}`;
+    const asked = params.get("model") && `${params.get("model")}/${params.get("stage") || "test"}`;
+    const wanted = asked || (await busiest(routes));
     if (wanted && routes.some((r) => `${r.model}/${r.stage}` === wanted)) picker.value = wanted;
     for (const name of Object.keys(SIGNALS)) charts[name] = makeChart(name);
     const choose = () => {
