@@ -246,9 +246,19 @@ def test_promoting_a_second_version_moves_the_stage(
     page.goto("/_/upload")
     page.set_input_files("#file-input", str(news_v2))
     page.fill("#model-name", "news")
+    expect(page.locator("#name-note")).to_contain_text("A model named news exists")
     page.uncheck("#make-key")
     page.click("#upload-button")
+    expect(page.locator("#progress-text")).to_contain_text(" s")  # the check's elapsed time
     expect(page.locator("#endpoint-badge")).to_have_text("version 2 published; test serves 1", timeout=60_000)
+    # AND the version no stage serves can be tried at once, through the Lambda Invoke API
+    expect(page.locator("#try-direct")).to_contain_text("tries version 2 directly")
+    page.fill("#try-body", SPACE_POST)
+    page.click("#try-button")
+    expect(page.locator("#try-status")).to_have_text("200")
+    expect(page.locator("#try-response")).to_contain_text("sci.space")
+    # AND the snippets have copy buttons
+    expect(page.locator("#endpoint h3 button")).to_have_count(2)
     # WHEN version 2 is promoted to stage test on the models page, and the dialog confirmed
     page.goto("/_/models")
     card = page.locator('.model-card[data-model="news"]')

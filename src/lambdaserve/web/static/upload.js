@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { api, el, clear, bytes, showError, addCopyButtons } = LS;
+  const { api, el, clear, bytes, showError, addCopyButtons, copyButton } = LS;
   const $ = (id) => document.getElementById(id);
   const input = $("file-input");
   const dropzone = $("dropzone");
@@ -13,6 +13,11 @@
   let chosen = null;
   let pending = null; // {upload, name, options}: kept so a refused file can be trusted without re-sending
   let defaultPlan = null;
+  let known = {}; // model name -> its versions, to say when an upload adds to an existing model
+  api("GET", "/models").then((data) => {
+    known = Object.fromEntries(data.models.map((m) => [m.name, m]));
+    echo();
+  }).catch(() => {});
 
   $("limit-text").textContent = bytes(maxBytes);
   api("GET", "/plans").then((data) => {
@@ -54,6 +59,15 @@
   function echo() {
     $("name-echo").textContent = $("model-name").value || "NAME";
     $("stage-echo").textContent = $("stage").value || "test";
+    const model = known[$("model-name").value.trim()];
+    const note = $("name-note");
+    note.hidden = !model;
+    if (model) {
+      const latest = model.versions[model.versions.length - 1];
+      const served = model.stages.map((s) => `${s.stage} serves v${s.version}`).join(", ") || "no stage serves it";
+      note.textContent = `A model named ${model.name} exists (latest v${latest.version}; ${served}): this file ` +
+        `becomes its next version, or stays v${latest.version} if it is the same file.`;
+    }
   }
 
   input.addEventListener("change", () => { if (input.files[0]) choose(input.files[0]); });
@@ -136,8 +150,11 @@
   });
 
   async function publish(trust) {
-    progress("validating", 1, "Validating: scanning the file, loading the model, trying the sample…");
     const started = performance.now();
+    const say = () => progress("validating", 1, "Validating: scanning the file, loading the model, trying " +
+      `the sample… ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    say();
+    const ticking = setInterval(say, 1000);
     try {
       const result = await api("POST", `/models/${pending.name}/versions`,
         { upload: pending.upload, ...pending.options, trust });
@@ -152,6 +169,8 @@
       } else {
         throw error;
       }
+    } finally {
+      clearInterval(ticking);
     }
   }
 
@@ -235,6 +254,14 @@
       "    timeout=30,", ")", "print(response.status_code, response.json())",
     ].join("\n");
     $("try-body").value = sample;
+    // A version no stage serves yet is tried directly, through Lambda's Invoke API.
+    const direct = !result.serving;
+    $("try-form").dataset.direct = direct
+      ? `/2015-03-31/functions/${encodeURIComponent(result.model)}/invocations?Qualifier=${result.version.version}` : "";
+    $("try-direct").hidden = !direct;
+    $("try-direct").textContent = direct
+      ? `Stage ${result.stage.stage} serves version ${result.stage.version}: Send tries version ` +
+        `${result.version.version} directly, through the Lambda Invoke API (no stage, no key).` : "";
     $("try-form").dataset.url = url;
     $("try-form").dataset.key = key || "";
     $("try-key-field").hidden = !reused;  // the key's value is not known here: ask for it
@@ -242,6 +269,10 @@
     $("try-status").hidden = true;
     $("try-latency").textContent = `validated and published in ${(elapsed / 1000).toFixed(1)} s`;
     addCopyButtons($("endpoint"));
+    for (const id of ["curl-snippet", "python-snippet"]) {
+      const heading = $(id).previousElementSibling;
+      if (!heading.querySelector("button")) heading.append(copyButton(() => $(id).textContent));
+    }
     $("endpoint").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
@@ -254,7 +285,20 @@
     $("try-button").disabled = true;
     const started = performance.now();
     try {
-      const response = await fetch(form.dataset.url, { method: "POST", headers, body: $("try-body").value });
+      let response;
+      if (form.dataset.direct) {
+        let parsed;
+        try { parsed = JSON.parse($("try-body").value); } catch {
+          throw new Error('The body is not valid JSON: write it as a request body, e.g. ["some text"].');
+        }
+        const invoked = await fetch(form.dataset.direct, { method: "POST", body: JSON.stringify({ body: parsed }) });
+        const answer = await invoked.json();  // the handler's proxy response, or Lambda's error
+        response = invoked.ok && answer.statusCode
+          ? new Response(answer.body, { status: answer.statusCode })
+          : new Response(JSON.stringify(answer), { status: invoked.ok ? 502 : invoked.status });
+      } else {
+        response = await fetch(form.dataset.url, { method: "POST", headers, body: $("try-body").value });
+      }
       const text = await response.text();
       const latency = performance.now() - started;
       const status = $("try-status");
