@@ -402,7 +402,7 @@ def test_plans_create_refuses_bad_limits_and_says_how_to_write_them(
 
 
 def test_plans_create_refuses_a_zero_rate_and_a_name_in_use(tmp_path: Path) -> None:
-    assert "--rate must be above 0" in fails(tmp_path, "plans", "create", "basic", "--rate", "0")
+    assert "The rate must be above 0" in fails(tmp_path, "plans", "create", "basic", "--rate", "0")
     succeeds(tmp_path, "plans", "create", "basic")
     assert "A plan named 'basic' exists already." in fails(tmp_path, "plans", "create", "basic")
 

@@ -226,7 +226,7 @@ def test_errors_say_how_to_fix_them(state: Path, tmp_path: Path, monkeypatch: py
     assert "12 digits" in fails(state, "--account", "1234")
     assert "No model 'nope'" in fails(state, "--model", "nope")
     assert "lambdaserve promote news VERSION --stage test" in fails(state, "--model", "news")
-    assert "--rate and --burst" in fails(state, "--burst", "10")
+    assert "needs both a rate (requests per second) and a burst" in fails(state, "--burst", "10")
     assert "COUNT/PERIOD" in fails(state, "--quota", "100/YEAR")
     assert "Lambda's range" in fails(state, "--memory", "64")
     lambdaserve(state, "promote", "iris", "2", "--stage", "test", "--canary", "10")
