@@ -41,7 +41,8 @@
     // As many decimals as the step between ticks needs, so no two ticks read the same.
     const tickText = (suffix) => (u, ticks) => {
       const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
-      const digits = step > 0 ? Math.min(3, Math.max(0, -Math.floor(Math.log10(step)))) : 0;
+      let digits = step > 0 ? Math.min(3, Math.max(0, -Math.floor(Math.log10(step)))) : 0;
+      while (digits < 3 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits)) > 1e-6) digits += 1;
       return ticks.map((t) => `${t.toFixed(digits)}${suffix}`);
     };
     const hasRate = spec.series.some((entry) => entry[3] === "rate");
