@@ -95,6 +95,7 @@ def state(tmp_path: Path, bundles: dict[str, Path]) -> Path:
         "keys list",
         "keys revoke",
         "logs",
+        "cost",
     ],
 )
 def test_every_admin_command_has_help_with_an_example(command: str) -> None:
@@ -616,3 +617,35 @@ def test_logs_finds_the_lines_just_rotated_away(tmp_path: Path) -> None:
         for line in succeeds(tmp_path, "logs", "iris", "-n", "2", "--json").splitlines()
     ]
     assert lines == ["old 2", "new"]
+
+
+# -- cost ----------------------------------------------------------------------------------
+def test_cost_prices_a_month_from_the_durations_the_gateway_measured(state: Path) -> None:
+    # GIVEN iris's log holds two warm invocations and a cold one, as the gateway writes them
+    write_log(
+        state,
+        "REPORT RequestId: a\tDuration: 2.40 ms\tBilled Duration: 3 ms\tMemory Size: 256 MB\t"
+        "Max Memory Used: 100 MB\tInit Duration: 900.00 ms\t",
+        "REPORT RequestId: b\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 256 MB\t"
+        "Max Memory Used: 100 MB\t",
+        "REPORT RequestId: c\tDuration: 2.50 ms\tBilled Duration: 3 ms\tMemory Size: 256 MB\t"
+        "Max Memory Used: 100 MB\t",
+    )
+    # WHEN a month of 3 million requests is priced
+    priced = json.loads(succeeds(state, "cost", "iris", "--requests", "3M", "--json"))
+    text = succeeds(state, "cost", "iris", "--requests", "3M")
+    # THEN the median (2.4 ms, billed 3 ms) at deploy's memory makes the Lambda lines
+    assert (priced["measured"]["duration_ms"], priced["measured"]["cold"]) == (2.4, 1)
+    memory = priced["workload"]["memory_mb"]
+    assert memory >= 256
+    assert priced["lines"]["lambda_requests"] == pytest.approx(0.60)
+    assert priced["lines"]["lambda_duration"] == pytest.approx(3e6 * 0.003 * memory / 1024 * 0.0000166667)
+    assert priced["lines"]["rest_api"] == pytest.approx(10.50)
+    assert "One million requests cost" in text
+    assert "t3.small" in text
+
+
+def test_cost_without_a_duration_says_where_to_get_one(state: Path) -> None:
+    assert "has no REPORT line yet" in fails(state, "cost", "iris")
+    assert "--duration-ms" in fails(state, "cost")
+    assert "No prices for 'mars-1'" in fails(state, "cost", "--duration-ms", "5", "--region", "mars-1")

@@ -8,6 +8,7 @@ from lambdaserve import __version__
 from lambdaserve.cli import (
     admin_commands,
     bundle_commands,
+    cost_command,
     deploy_commands,
     export_image_command,
     iam_command,
@@ -60,6 +61,7 @@ app.command("deploy")(deploy_commands.deploy_command)
 app.command("destroy")(deploy_commands.destroy_command)
 app.command("status")(deploy_commands.status_command)
 app.command("iam-policy")(iam_command.iam_policy)
+app.command("cost")(cost_command.cost)
 
 
 def _group(help_text: str) -> typer.Typer:
