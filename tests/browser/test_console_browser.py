@@ -375,6 +375,13 @@ def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, scre
     # AND the axes say what they count, and an INIT's duration reads in seconds
     expect(page.locator("#chart-latency")).to_have_attribute("data-axis", "latency, ms")
     expect(page.locator("#cold-table tbody")).to_contain_text(" s")
+    # AND the cost card prices a month from the durations measured here, with its chart
+    page.fill("#cost-requests", "3M")
+    page.keyboard.press("Enter")
+    expect(page.locator("#cost-table")).to_contain_text("API Gateway REST API")
+    expect(page.locator("#cost-table")).to_contain_text("10.50")
+    expect(page.locator("#chart-cost canvas")).to_have_count(1)
+    expect(page.locator("#cost-even")).to_contain_text("costs less above")
     expect(page.locator("#stat-saturation")).to_contain_text("busy")
     expect(page.locator("#cold-table tbody")).to_contain_text("init")
     expect(page.locator("#log-lines")).to_contain_text("REPORT RequestId")

@@ -265,6 +265,34 @@ def test_the_series_shows_traffic_errors_and_cold_starts(
     assert admin.get("/_/api/series", params={"minutes": "lots"}).status_code == 400
 
 
+def test_the_cost_of_a_served_model_comes_from_the_durations_measured_here(
+    admin: httpx.Client, served: Served, text_model: Path
+) -> None:
+    # GIVEN a served model that answered a few requests (their REPORT lines reach its log)
+    if admin.get("/_/api/models/topics").status_code == 404:
+        sent = upload(admin, text_model.read_bytes(), "topics.pickle").json()["upload"]
+        assert publish(admin, "topics", upload=sent).status_code == 201
+    key = admin.post("/_/api/keys", json={"name": "cost"}).json()["value"]
+    assert {served.post("/test/topics/predict", ROCKET, key=key).status_code for _ in range(3)} == {200}
+
+    # WHEN its cost for 3 million requests a month is asked for
+    def priced() -> dict[str, Any] | None:
+        answer = admin.get("/_/api/models/topics/cost", params={"requests": "3M"})
+        return answer.json() if answer.status_code == 200 else None
+
+    cost = wait_until(priced, 10.0, 0.5)
+    # THEN it is priced as lambdaserve cost prices it, with the curve for the break-even chart
+    assert cost["measured"]["invocations"] >= 3
+    assert cost["lines"]["lambda_requests"] == pytest.approx(0.60)
+    assert cost["lines"]["rest_api"] == pytest.approx(10.50)
+    assert [p["requests"] for p in cost["curve"]][:2] == [10_000, 17_783]
+    assert cost["curve"][0]["instance"] == pytest.approx(cost["break_even"]["usd_per_month"])
+    # AND a volume that is not one is a 400 that says how to write it
+    bad = admin.get("/_/api/models/topics/cost", params={"requests": "lots"})
+    assert bad.status_code == 400
+    assert "e.g." in bad.json()["hint"]
+
+
 # -- plans, keys and stages -----------------------------------------------------------------
 def test_plans_made_and_changed_by_the_admin_api_carry_their_stages(admin: httpx.Client) -> None:
     # GIVEN a plan made without stages, and one with

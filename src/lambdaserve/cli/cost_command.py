@@ -4,9 +4,6 @@ local gateway measured (its REPORT lines) or from durations you give."""
 from __future__ import annotations
 
 import math
-import re
-import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -16,21 +13,16 @@ from lambdaserve.cli.options import JSON_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table, plural
 from lambdaserve.cli.state import open_store
+from lambdaserve.deploy.costing import Measured, local_facts, measured_dict, project
 from lambdaserve.deploy.pricing import (
     LAMBDA_FREE_GB_S,
     LAMBDA_FREE_REQUESTS,
     REST_FREE_REQUESTS,
     Estimate,
-    Workload,
-    estimate,
     parse_volume,
     prices_for,
 )
-from lambdaserve.deploy.spec import recommended_memory
-from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.logbook import log_path
 
-_REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms\t.*?(?:Init Duration: ([\d.]+) ms)?\t?$")
 LABELS = {
     "lambda_requests": "Lambda requests",
     "lambda_duration": "Lambda duration (GB-seconds)",
@@ -38,44 +30,6 @@ LABELS = {
     "provisioned_concurrency": "provisioned concurrency",
     "storage": "S3 model files",
 }
-
-
-@dataclass(frozen=True)
-class Measured:
-    """Durations read from a model's REPORT lines."""
-
-    invocations: int
-    duration_ms: float  # median (INIT is apart in REPORT: a cold one's Duration counts too)
-    p90_ms: float
-    cold: int
-    init_ms: float  # median INIT of the cold ones
-
-
-def read_reports(path: Path, last: int = 10_000) -> Measured | None:
-    """The model's REPORT lines in the local log: durations, and INITs apart."""
-    if not path.is_file():
-        return None
-    durations: list[float] = []
-    inits: list[float] = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            found = _REPORT.search(line.rstrip("\n"))
-            if found is None:
-                continue
-            durations.append(float(found.group(1)))
-            if found.group(2):
-                inits.append(float(found.group(2)))
-    durations, inits = durations[-last:], inits[-last:]
-    if not durations:
-        return None
-    deciles = statistics.quantiles(durations, n=10) if len(durations) > 1 else [durations[0]] * 9
-    return Measured(
-        invocations=len(durations),
-        duration_ms=statistics.median(durations),
-        p90_ms=deciles[8],
-        cold=len(inits),
-        init_ms=statistics.median(inits) if inits else 0.0,
-    )
 
 
 @handle_errors
@@ -114,53 +68,29 @@ def cost(
 
         lambdaserve cost --duration-ms 120 --memory 512 --requests 3M --arch arm64
     """
-    prices = prices_for(region)
     volume = parse_volume(requests)
-    measured = None
-    stored_gb = 0.0
-    measured_memory = None
+    facts = None
     if model is not None:
         with open_store(state_dir) as store:
-            versions = store.versions(model)
-            if not versions:
-                raise LambdaserveError(
-                    f"No model {model!r} in {store.root}.",
-                    "Push or serve it first, or give --duration-ms and --memory without a model.",
-                )
-            latest = versions[-1]
-            measured_memory = latest.manifest.get("max_memory_used_mb")
-            stored_gb = sum(store.model_path(v).stat().st_size for v in versions) / 1e9
-            measured = read_reports(log_path(store.root, model))
-    if duration_ms is None:
-        if measured is None:
-            raise LambdaserveError(
-                "No duration to price: "
-                + (f"{model} has no REPORT line yet." if model else "no model given."),
-                "Serve it and send it some requests first (lambdaserve serve), or give --duration-ms.",
-            )
-        duration_ms = measured.duration_ms
-    if cold_share is not None and not 0 <= cold_share <= 1:
-        raise LambdaserveError(
-            "--cold-share is a share of invocations, from 0 to 1.", "e.g. --cold-share 0.01"
-        )
-    workload = Workload(
+            facts = local_facts(store, model)
+    result = project(
+        facts,
         requests=volume,
-        duration_ms=duration_ms,
-        memory_mb=memory or recommended_memory(measured_memory),
+        region=region,
         architecture=arch,
+        memory_mb=memory,
+        duration_ms=duration_ms,
         cold_share=cold_share or 0.0,
-        init_ms=measured.init_ms if measured else 0.0,
         stages_kept_warm=keep_warm,
         provisioned=provisioned,
-        stored_gb=stored_gb,
     )
-    result = estimate(workload, prices)
+    measured = facts.measured if facts else None
     if as_json:
         print_json(
             {
                 **result.to_dict(),
-                "measured": measured.__dict__ if measured else None,
-                "sources": prices.sources,
+                "measured": measured_dict(facts),
+                "sources": prices_for(region).sources,
             }
         )
         return

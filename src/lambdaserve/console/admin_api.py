@@ -22,11 +22,16 @@ Admin API:
     DELETE /_/api/keys/{key}                          revoke
     GET    /_/api/logs/{model}?lines=100
     GET    /_/api/series?model=&stage=&minutes=10     the golden signals, every 2 s, and cold starts
+    GET    /_/api/models/{model}/cost?requests=1M&arch=x86_64&region=us-east-1
+                                                      a month on AWS (lambdaserve cost) and the
+                                                      same at other volumes ("curve")
     GET    /_/api/session                             how this request is authorised, its CSRF token
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,7 +48,10 @@ from lambdaserve.console.pages import console_routes
 from lambdaserve.console.publish import publish_upload
 from lambdaserve.console.sessions import CSRF_HEADER, SessionBook
 from lambdaserve.console.uploads import MB, UploadArea, UploadRefused
+from lambdaserve.deploy.costing import LocalFacts, curve, local_facts, measured_dict, project
+from lambdaserve.deploy.pricing import parse_volume, prices_for
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.store import Store
 from lambdaserve.store.records import parse_quota
 
 
@@ -222,6 +230,28 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
             raise LambdaserveError("lines must be a whole number from 1 to 10000.", "e.g. ?lines=100")
         return JSONResponse({"lines": gateway.logs.recent(request.path_params["model"], count)})
 
+    async def cost(request: HTTPRequest) -> Response:
+        """A month's AWS bill for the model, as ``lambdaserve cost`` prices it, and the same
+        at other volumes for the break-even chart."""
+        query = request.query_params
+        model = request.path_params["model"]
+        facts = await asyncio.to_thread(_facts_of, store.root, model)
+        result = project(
+            facts,
+            requests=parse_volume(query.get("requests", "1M")),
+            region=query.get("region", "us-east-1"),
+            architecture=query.get("arch", "x86_64"),
+        )
+        volumes = [round(10 ** (exponent / 4)) for exponent in range(16, 38)]  # 10k to 1.8 billion
+        return JSONResponse(
+            {
+                **result.to_dict(),
+                "measured": measured_dict(facts),
+                "sources": prices_for(result.region).sources,
+                "curve": curve(result, volumes),
+            }
+        )
+
     async def upload(request: HTTPRequest) -> Response:
         received = await uploads.receive(request)
         return JSONResponse(received.to_dict(), status_code=201)
@@ -274,6 +304,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/plans", guarded(plans), methods=["GET", "POST"]),
         Route("/_/api/plans/{plan}", guarded(change_plan), methods=["PATCH"]),
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),
+        Route("/_/api/models/{model}/cost", guarded(cost), methods=["GET"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),
         Route("/_/api/uploads", guarded(upload), methods=["POST"]),
@@ -283,3 +314,12 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/2015-03-31/functions/{function}/invocations", lambda_invoke, methods=["POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _facts_of(root: Path, model: str) -> LocalFacts:
+    """The model's local facts, read with this thread's own store connection."""
+    store = Store(root)
+    try:
+        return local_facts(store, model)
+    finally:
+        store.close()

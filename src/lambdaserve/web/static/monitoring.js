@@ -120,6 +120,77 @@
       : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No cold start in this window."))]));
   }
 
+  // -- cost on AWS: GET /_/api/models/{model}/cost, as lambdaserve cost prices it ----------
+  const COST_LABELS = {
+    lambda_requests: "Lambda requests", lambda_duration: "Lambda duration (GB-seconds)",
+    rest_api: "API Gateway REST API", provisioned_concurrency: "provisioned concurrency", storage: "S3 model files",
+  };
+  let costChart = null;
+  const usd = (n) => n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const count = (n) => Math.round(n).toLocaleString();
+
+  async function showCost() {
+    if (!current) return;
+    const query = new URLSearchParams({
+      requests: $("cost-requests").value.trim() || "1M", arch: $("cost-arch").value, region: $("cost-region").value,
+    });
+    const message = $("cost-message");
+    try {
+      const cost = await api("GET", `/models/${encodeURIComponent(current.model)}/cost?${query}`);
+      message.hidden = true;
+      $("cost-body").hidden = false;
+      const work = cost.workload;
+      $("cost-basis").textContent = `${work.duration_ms.toFixed(2)} ms per request (measured here), ` +
+        `${work.memory_mb} MB · prices of ${cost.as_of}`;
+      clear($("cost-table").tBodies[0]).append(
+        ...Object.entries(cost.lines).map(([key, value]) => el("tr", {}, el("td", {}, COST_LABELS[key] || key), el("td", { class: "mono" }, usd(value)))),
+        el("tr", {}, el("td", {}, el("b", {}, "total")), el("td", { class: "mono" }, el("b", {}, usd(cost.total)))));
+      const free = cost.free_tier;
+      $("cost-notes").textContent = `Free tier, where the account has it to spare: ${usd(free.lambda_requests + free.lambda_duration)} ` +
+        `off the Lambda lines; ${usd(free.rest_api_first_12_months)} off the REST API in an account's first year. ` +
+        `An HTTP API would be ${usd(cost.http_api_instead)} instead of ${usd(cost.lines.rest_api)} (no keys or usage plans there).`;
+      const even = cost.break_even;
+      $("cost-even").textContent = `One always-on ${even.instance} (${usd(even.usd_per_month)} a month) costs less ` +
+        `above ${count(even.requests_per_month)} requests a month.`;
+      drawCostChart(cost.curve);
+    } catch (error) {
+      $("cost-body").hidden = true;
+      message.hidden = false;
+      message.textContent = error.data && error.data.hint ? `${error.message} ${error.data.hint}` : error.message;
+    }
+  }
+
+  function drawCostChart(points) {
+    const data = [points.map((p) => p.requests), points.map((p) => p.rest_api), points.map((p) => p.http_api),
+      points.map((p) => p.instance)];
+    if (costChart) { costChart.setData(data); return; }
+    const target = $("chart-cost");
+    const grid = { stroke: css("--chart-grid"), width: 1 };
+    const axis = { stroke: css("--muted"), grid, ticks: grid };
+    const short = (v) => (v >= 1e9 ? `${v / 1e9}B` : v >= 1e6 ? `${v / 1e6}M` : v >= 1e3 ? `${v / 1e3}k` : `${v}`);
+    // Log scales: a label on each power of ten only (uPlot also ticks 2-9 between them).
+    const decade = (t) => t != null && t > 0 && Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9;
+    const decades = (format) => (u, ticks) => ticks.map((t) => (decade(t) ? format(t) : ""));
+    costChart = new uPlot({
+      width: Math.max(target.clientWidth, 240), height: 220,
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
+      axes: [
+        { ...axis, label: "requests a month", labelSize: 20, values: decades(short) },
+        { ...axis, size: 64, label: "USD a month", labelSize: 20, values: decades((t) => `$${short(t)}`) },
+      ],
+      series: [{ label: "requests", value: (u, v) => (v === null || v === undefined ? "–" : count(v)) },
+        { label: "Lambda + REST API", stroke: css("--chart-1"), width: 2, points: { show: false }, value: (u, v) => (v == null ? "–" : `$${usd(v)}`) },
+        { label: "Lambda + HTTP API", stroke: css("--chart-2"), width: 2, points: { show: false }, value: (u, v) => (v == null ? "–" : `$${usd(v)}`) },
+        { label: "one instance", stroke: css("--chart-4"), width: 2, dash: [6, 4], points: { show: false }, value: (u, v) => (v == null ? "–" : `$${usd(v)}`) }],
+    }, data, target);
+    target.dataset.axis = "USD a month";
+    new ResizeObserver(() => costChart.setSize({ width: Math.max(target.clientWidth, 240), height: 220 })).observe(target);
+  }
+
+  for (const id of ["cost-requests", "cost-arch", "cost-region"]) $(id).addEventListener("change", showCost);
+  $("cost-form").addEventListener("submit", (event) => { event.preventDefault(); showCost(); });
+
   async function refresh() {
     if (!current) return;
     const minutes = $("pick-minutes").value;
@@ -171,6 +242,7 @@
       current = model ? { model, stage } : null;
       if (current) history.replaceState(null, "", `?model=${encodeURIComponent(model)}&stage=${encodeURIComponent(stage)}`);
       refresh();
+      showCost();
     };
     picker.addEventListener("change", choose);
     $("pick-minutes").addEventListener("change", refresh);
