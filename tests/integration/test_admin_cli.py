@@ -96,6 +96,7 @@ def state(tmp_path: Path, bundles: dict[str, Path]) -> Path:
         "keys revoke",
         "logs",
         "cost",
+        "loadtest",
     ],
 )
 def test_every_admin_command_has_help_with_an_example(command: str) -> None:

@@ -14,6 +14,7 @@ from lambdaserve.cli import (
     iam_command,
     invoke_command,
     key_commands,
+    loadtest_command,
     log_command,
     serve_command,
 )
@@ -62,6 +63,7 @@ app.command("destroy")(deploy_commands.destroy_command)
 app.command("status")(deploy_commands.status_command)
 app.command("iam-policy")(iam_command.iam_policy)
 app.command("cost")(cost_command.cost)
+app.command("loadtest")(loadtest_command.loadtest)
 
 
 def _group(help_text: str) -> typer.Typer:

@@ -1,0 +1,198 @@
+"""``lambdaserve loadtest``: load against a served model or any URL, closed or open loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from lambdaserve.cli.options import JSON_OPTION, STATE_OPTION
+from lambdaserve.cli.output import err, handle_errors, out, print_json
+from lambdaserve.cli.render import create_table
+from lambdaserve.cli.state import state_root
+from lambdaserve.errors import LambdaserveError
+from lambdaserve.functions.logbook import log_path
+from lambdaserve.loadgen import LoadResult, closed_loop, open_loop
+from lambdaserve.store import Store
+
+_INIT = re.compile(r"REPORT RequestId: .*\tInit Duration: ")
+MAX_DURATION_S = 600.0
+MAX_CONNECTIONS = 1024
+MAX_RATE = 100_000.0
+
+
+@handle_errors
+def loadtest(
+    target: str = typer.Argument(..., help="MODEL or MODEL@STAGE served locally, or a URL."),
+    connections: int | None = typer.Option(
+        None, "--connections", "-c", help="Closed loop: this many clients [default: 32]."
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", "-r", help="Open loop: this many requests a second, each due at its time."
+    ),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of load, after the warm-up."),
+    warmup: float = typer.Option(2.0, "--warmup", help="Seconds of load first, not counted."),
+    data: str | None = typer.Option(
+        None, "--data", help="The request body (JSON) [default: the model's sample]."
+    ),
+    data_file: Path | None = typer.Option(
+        None, "--data-file", help="Bodies, one JSON per line, sent in turn."
+    ),
+    base: str = typer.Option("http://127.0.0.1:8000", "--base", help="Where the local server listens."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="LAMBDASERVE_API_KEY", help="x-api-key to send [env: LAMBDASERVE_API_KEY]."
+    ),
+    state_dir: Path | None = STATE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send load to an endpoint and report throughput, latency percentiles and errors.
+
+    Closed loop (--connections): clients send their next request when the last is answered,
+    which measures the most the endpoint serves. Open loop (--rate): requests are due at
+    fixed times and each latency counts from when it was due, the right way to measure latency
+    at a target load. 429s are shown apart (the usage plan at work). For a model served
+    locally, the cold starts the run caused are read from its log. The client runs here: its
+    CPU is shown, and near a whole core it is the limit, not the endpoint.
+
+    Example:
+
+        lambdaserve loadtest news --connections 32 --duration 15 --api-key $KEY
+
+        lambdaserve loadtest news@prod --rate 200 --duration 30
+    """
+    if connections is not None and rate is not None:
+        raise LambdaserveError(
+            "Give --connections or --rate, not both.", "e.g. --connections 32, or --rate 200"
+        )
+    if not 0 < duration <= MAX_DURATION_S or not 0 <= warmup <= MAX_DURATION_S:
+        raise LambdaserveError(f"--duration is from 0 to {MAX_DURATION_S:.0f} s, --warmup at most that.")
+    if connections is not None and not 1 <= connections <= MAX_CONNECTIONS:
+        raise LambdaserveError(f"--connections is from 1 to {MAX_CONNECTIONS}.")
+    if rate is not None and not 0 < rate <= MAX_RATE:
+        raise LambdaserveError(f"--rate is above 0 and at most {MAX_RATE:,.0f} requests a second.")
+    url, model, sample = _resolve(target, base, state_dir)
+    bodies = _bodies(data, data_file, sample, model)
+    headers = {"x-api-key": api_key} if api_key else {}
+    log = log_path(state_root(state_dir), model) if model else None
+    offset = log.stat().st_size if log and log.is_file() else 0
+
+    def show(result: LoadResult, done: float) -> None:
+        if not as_json:
+            err.print(f"[cyan]•[/] {done:4.0%}  {result.requests:,} answered", highlight=False)
+
+    if rate is not None:
+        run = open_loop(
+            url, bodies, rate=rate, duration_s=duration, headers=headers, warmup_s=warmup, progress=show
+        )
+    else:
+        run = closed_loop(
+            url, bodies, connections=connections or 32, duration_s=duration, headers=headers, warmup_s=warmup,
+            progress=show,
+        )  # fmt: skip
+    result = asyncio.run(run)
+    cold = _cold_starts(log, offset) if log else None
+    if as_json:
+        print_json({**result.summary(), "cold_starts": cold})
+    else:
+        _show(result, cold)
+    if result.requests == 0:
+        raise typer.Exit(1)
+
+
+def _resolve(target: str, base: str, state_dir: Path | None) -> tuple[str, str | None, Any]:
+    """(URL, local model name or None, the stage's packaged sample or None)."""
+    if target.startswith(("http://", "https://")):
+        return target, None, None
+    model, _, stage = target.partition("@")
+    stage = stage or "test"
+    root = state_root(state_dir)
+    sample = None
+    if (root / "state.db").is_file():
+        store = Store(root)
+        try:
+            alias = store.alias(model, stage)
+            if alias is None:
+                served = ", ".join(f"{a.model}@{a.stage}" for a in store.aliases()) or "none"
+                raise LambdaserveError(
+                    f"No stage {stage!r} of {model!r} in {root}.", f"Served here: {served}; or give a URL."
+                )
+            sample = store.version(model, alias.version).manifest.get("sample_input")
+        finally:
+            store.close()
+    return f"{base.rstrip('/')}/{stage}/{model}/predict", model, sample
+
+
+def _bodies(data: str | None, data_file: Path | None, sample: Any, model: str | None) -> list[bytes]:
+    if data is not None and data_file is not None:
+        raise LambdaserveError("Give --data or --data-file, not both.")
+    if data_file is not None:
+        try:
+            lines = [line for line in data_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise LambdaserveError(f"Cannot read {data_file}: {exc.strerror}.") from None
+        if not lines:
+            raise LambdaserveError(f"{data_file} holds no body.", "One JSON body per line.")
+        return [line.encode() for line in lines[:100_000]]
+    if data is not None:
+        return [data.encode()]
+    if sample is not None:
+        return [json.dumps(sample).encode()]
+    raise LambdaserveError(
+        "No body to send" + (f": {model} was packaged without a sample." if model else "."),
+        "Give --data '[\"some text\"]' or --data-file bodies.jsonl.",
+    )
+
+
+def _cold_starts(log: Path, offset: int) -> int | None:
+    """INITs the run caused: REPORT lines with an Init Duration written since it started."""
+    time.sleep(1.0)  # the server writes its log about every half second
+    if not log.is_file():
+        return None
+    with log.open("rb") as stream:
+        stream.seek(offset if log.stat().st_size >= offset else 0)
+        text = stream.read().decode(errors="replace")
+    return sum(1 for line in text.splitlines() if _INIT.search(line))
+
+
+def _show(result: LoadResult, cold: int | None) -> None:
+    summary = result.summary()
+    how = (
+        f"open loop at {result.rate:,.0f} requests/s"
+        if result.mode == "open"
+        else f"{result.connections} connections"
+    )
+    out.print(f"[bold]{escape(result.url)}[/]: {how}, {result.duration_s:.1f} s")
+    table = create_table("requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms")
+    latency = summary["latency_ms"]
+    table.add_row(
+        f"{result.requests:,}",
+        f"{result.requests_per_s:,.1f}",
+        *(
+            f"{latency[k]:.2f}" if latency[k] is not None else "-"
+            for k in ("p50", "p90", "p99", "p99.9", "max")
+        ),
+    )
+    out.print(table)
+    statuses = ", ".join(f"{code}: {n:,}" for code, n in sorted(result.statuses.items()))
+    out.print(f"  statuses: {statuses or 'none'}")
+    if summary["throttled"]:
+        out.print(
+            f"  429s: {summary['throttled']:,} (the usage plan's throttle or quota at work, not failures)"
+        )
+    if result.failures:
+        out.print(f"  no answer: {dict(result.failures)}")
+    if result.dropped:
+        out.print(f"  [yellow]dropped[/]: {result.dropped:,} were due while 2,000 were unanswered")
+    if cold is not None:
+        out.print(f"  cold starts during the run: {cold}")
+    busy = "; near 1.0 it is the limit, not the endpoint" if result.client_cores > 0.8 else ""
+    out.print(
+        f"  the client used {result.client_cores:.2f} of a core{busy}. It runs on this machine: against a "
+        "deployed endpoint (its URL as TARGET) the figures include the network to AWS and API Gateway."
+    )

@@ -1,0 +1,87 @@
+"""lambdaserve loadtest against a local server: closed and open loop, bounded and exact."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Bundle
+from gateway_support import Served, ServerPool
+from typer.testing import CliRunner
+
+from lambdaserve.cli.app import app
+from lambdaserve.store import Store
+
+
+@pytest.fixture(scope="module")
+def served(topics_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    state = tmp_path_factory.mktemp("loadtest") / "state"
+    store = Store(state)
+    manifest, model_file = topics_bundle
+    record, _ = store.add_version("topics", manifest, model_file)
+    store.set_alias("topics", "test", record.version)
+    store.close()
+    pool = ServerPool()
+    try:
+        yield pool.start(state)
+    finally:
+        pool.stop_all()
+
+
+def loadtest(served: Served, *args: str) -> dict[str, Any]:
+    where = ["--base", served.base, "--api-key", served.api_key, "--state-dir", str(served.state_dir)]
+    result = CliRunner().invoke(app, ["loadtest", "topics", *args, *where, "--json"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def test_a_closed_loop_counts_every_answer_and_the_cold_start_it_caused(served: Served) -> None:
+    # WHEN 4 clients send the bundle's own sample for 2 seconds, the first run on this server
+    summary = loadtest(served, "--connections", "4", "--duration", "2", "--warmup", "0")
+    # THEN every request is a 200, latencies are percentiles of them, and the INIT shows
+    assert summary["requests"] == summary["statuses"]["200"]
+    assert int(summary["requests"]) > 20
+    latency = summary["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert summary["failures"] == {}
+    assert summary["cold_starts"] == 1
+
+
+def test_an_open_loop_sends_at_the_rate_asked_and_counts_from_when_each_was_due(served: Served) -> None:
+    started = time.perf_counter()
+    summary = loadtest(served, "--rate", "50", "--duration", "2", "--warmup", "0")
+    wall = time.perf_counter() - started
+    # THEN 100 requests went out in 2 seconds (at 50 a second, not faster, not slower)
+    assert summary["requests"] == 100
+    assert summary["requests_per_s"] == pytest.approx(50, rel=0.05)
+    assert 2.0 <= wall < 6.0
+    assert summary["dropped"] == 0
+
+
+def test_bad_options_are_refused_with_how_to_fix_them(served: Served, tmp_path: Path) -> None:
+    runner = CliRunner()
+    both = runner.invoke(
+        app, ["loadtest", "topics", "-c", "4", "-r", "10", "--state-dir", str(served.state_dir)]
+    )
+    nowhere = runner.invoke(app, ["loadtest", "nope", "--state-dir", str(served.state_dir)])
+    bodiless = runner.invoke(app, ["loadtest", "http://127.0.0.1:9/x", "--duration", "1"])
+    assert [r.exit_code for r in (both, nowhere, bodiless)] == [1, 1, 1]
+    assert "not both" in both.stderr
+    assert "Served here: topics@test" in " ".join(nowhere.stderr.split())
+    assert "--data" in bodiless.stderr
+
+
+def test_the_text_report_names_the_run_its_percentiles_and_the_clients_share(served: Served) -> None:
+    where = ["--base", served.base, "--api-key", served.api_key, "--state-dir", str(served.state_dir)]
+    result = CliRunner().invoke(app, ["loadtest", "topics", "-c", "2", "-d", "1", "--warmup", "0", *where])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"{served.base}/test/topics/predict: 2 connections" in text
+    assert "p99.9 ms" in text
+    assert "statuses: 200:" in text
+    assert "the client used" in text
