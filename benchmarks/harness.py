@@ -270,7 +270,7 @@ def _make_key(state: Path, plan_options: list[str], env: dict[str, str]) -> str:
 
 
 def launch_flask(model: Path, workdir: Path, *, workers: int = 2) -> Server:
-    """benchmarks/flask_app.py under gunicorn with sync workers (no --preload, as the post)."""
+    """lambdaserve/baselines/flask_app.py under gunicorn with sync workers (no --preload, as the post)."""
     port = free_port()
     command = [
         str(BIN / "gunicorn"),
@@ -278,13 +278,11 @@ def launch_flask(model: Path, workdir: Path, *, workers: int = 2) -> Server:
         str(workers),
         "--bind",
         f"{HOST}:{port}",
-        "--chdir",
-        str(BENCHMARKS),
     ]
     if _gunicorn_has_control_socket():
         # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl; two servers at once would share it.
         command.append("--no-control-socket")
-    command.append("flask_app:app")
+    command.append("lambdaserve.baselines.flask_app:app")
     env = {**os.environ, "MODEL_PATH": str(model.resolve())}
     url = f"http://{HOST}:{port}/predict"
     return _launch(f"flask+gunicorn -w {workers}", command, url, workdir / f"flask-{port}.log", env)

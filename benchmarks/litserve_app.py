@@ -3,7 +3,7 @@ the issue's "Speed" targets name. Started by ``harness.launch_litserve`` (not a 
 
     MODEL_PATH=examples/newsgroups/model.pickle PORT=8000 python benchmarks/litserve_app.py
 
-The body is the same as lambdaserve's and flask_app.py's: a JSON array of posts, answered
+The body is the same as lambdaserve's and the Flask baseline's: a JSON array of posts, answered
 with the JSON array of ``model.predict``. LitServe batches *requests*: each holds a list of
 posts, so ``batch`` concatenates the lists into one ``predict`` call and ``unbatch`` cuts
 the answers back per request.

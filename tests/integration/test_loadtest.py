@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import Bundle
 from gateway_support import Served, ServerPool
@@ -85,3 +86,20 @@ def test_the_text_report_names_the_run_its_percentiles_and_the_clients_share(ser
     assert "p99.9 ms" in text
     assert "statuses: 200:" in text
     assert "the client used" in text
+
+
+def test_compare_flask_runs_the_same_load_on_the_posts_server_and_sets_them_side_by_side(
+    served: Served,
+) -> None:
+    summary = loadtest(
+        served, "--connections", "4", "--duration", "2", "--warmup", "0.5", "--compare", "flask"
+    )
+    flask = summary["flask"]
+    # THEN both served every request of the same bodies, each reported the same way
+    assert int(flask["requests"]) > 20
+    assert flask["statuses"] == {"200": flask["requests"]}
+    assert flask["url"].endswith("/predict")
+    assert summary["statuses"] == {"200": summary["requests"]}
+    # AND the Flask server is gone afterwards: its port answers nothing
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(flask["url"], content=b"[]", timeout=2)

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from lambdaserve.baselines.run import flask_server
 from lambdaserve.cli.options import JSON_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
@@ -48,6 +49,12 @@ def loadtest(
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="LAMBDASERVE_API_KEY", help="x-api-key to send [env: LAMBDASERVE_API_KEY]."
     ),
+    compare: str | None = typer.Option(
+        None,
+        "--compare",
+        help="flask: then the same load on the post's Flask app under gunicorn (2 workers), started "
+        "here with the same model file, and the two side by side.",
+    ),
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -65,6 +72,8 @@ def loadtest(
         lambdaserve loadtest news --connections 32 --duration 15 --api-key $KEY
 
         lambdaserve loadtest news@prod --rate 200 --duration 30
+
+        lambdaserve loadtest news --connections 32 --api-key $KEY --compare flask
     """
     if connections is not None and rate is not None:
         raise LambdaserveError(
@@ -76,7 +85,13 @@ def loadtest(
         raise LambdaserveError(f"--connections is from 1 to {MAX_CONNECTIONS}.")
     if rate is not None and not 0 < rate <= MAX_RATE:
         raise LambdaserveError(f"--rate is above 0 and at most {MAX_RATE:,.0f} requests a second.")
+    if compare not in (None, "flask"):
+        raise LambdaserveError(f"Unknown --compare {compare!r}.", "Use --compare flask.")
     url, model, sample = _resolve(target, base, state_dir)
+    if compare and model is None:
+        raise LambdaserveError(
+            "--compare needs a model served here (MODEL or MODEL@STAGE): its file is what Flask loads."
+        )
     bodies = _bodies(data, data_file, sample, model)
     headers = {"x-api-key": api_key} if api_key else {}
     log = log_path(state_root(state_dir), model) if model else None
@@ -86,21 +101,33 @@ def loadtest(
         if not as_json:
             err.print(f"[cyan]•[/] {done:4.0%}  {result.requests:,} answered", highlight=False)
 
-    if rate is not None:
-        run = open_loop(
-            url, bodies, rate=rate, duration_s=duration, headers=headers, warmup_s=warmup, progress=show
-        )
-    else:
-        run = closed_loop(
-            url, bodies, connections=connections or 32, duration_s=duration, headers=headers, warmup_s=warmup,
-            progress=show,
-        )  # fmt: skip
-    result = asyncio.run(run)
+    def load(where: str, sent: dict[str, str]) -> LoadResult:
+        if rate is not None:
+            run = open_loop(
+                where, bodies, rate=rate, duration_s=duration, headers=sent, warmup_s=warmup, progress=show
+            )
+        else:
+            run = closed_loop(
+                where, bodies, connections=connections or 32, duration_s=duration, headers=sent,
+                warmup_s=warmup, progress=show,
+            )  # fmt: skip
+        return asyncio.run(run)
+
+    result = load(url, headers)
     cold = _cold_starts(log, offset) if log else None
+    baseline = None
+    if compare and model is not None:
+        if not as_json:
+            err.print("[cyan]•[/] Starting the Flask app (gunicorn, 2 workers) with the same model file")
+        with flask_server(_model_file(model, target, state_dir), bodies[0]) as flask_url:
+            baseline = load(flask_url, {})
     if as_json:
-        print_json({**result.summary(), "cold_starts": cold})
+        summary = {**result.summary(), "cold_starts": cold}
+        print_json({**summary, "flask": baseline.summary()} if baseline else summary)
     else:
         _show(result, cold)
+        if baseline is not None:
+            _compare(result, baseline)
     if result.requests == 0:
         raise typer.Exit(1)
 
@@ -126,6 +153,41 @@ def _resolve(target: str, base: str, state_dir: Path | None) -> tuple[str, str |
         finally:
             store.close()
     return f"{base.rstrip('/')}/{stage}/{model}/predict", model, sample
+
+
+def _model_file(model: str, target: str, state_dir: Path | None) -> Path:
+    """The file of the version the target's stage serves."""
+    stage = target.partition("@")[2] or "test"
+    store = Store(state_root(state_dir))
+    try:
+        alias = store.alias(model, stage)
+        if alias is None:
+            raise LambdaserveError(f"No stage {stage!r} of {model!r} here.")
+        return store.model_path(store.version(model, alias.version))
+    finally:
+        store.close()
+
+
+def _compare(ours: LoadResult, flask: LoadResult) -> None:
+    """The two runs side by side, and their ratios."""
+    table = create_table("server", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors")
+    for name, run in (("lambdaserve", ours), ("Flask + gunicorn", flask)):
+        errors = sum(n for code, n in run.statuses.items() if code >= 400) + sum(run.failures.values())
+        table.add_row(
+            name,
+            f"{run.requests:,}",
+            f"{run.requests_per_s:,.1f}",
+            *(f"{v:.2f}" if (v := run.percentile(q)) is not None else "-" for q in (50, 99, 100)),
+            f"{errors:,}",
+        )
+    out.print(table)
+    if flask.requests_per_s and (ours_p99 := ours.percentile(99)) and (flask_p99 := flask.percentile(99)):
+        out.print(
+            f"  lambdaserve / Flask: {ours.requests_per_s / flask.requests_per_s:.2f}x the requests a "
+            "second, "
+            f"{ours_p99 / flask_p99:.2f}x the p99. One run each, one after the other, on this machine: "
+            "repeat in the other order before trusting a few percent (docs/performance.md)."
+        )
 
 
 def _bodies(data: str | None, data_file: Path | None, sample: Any, model: str | None) -> list[bytes]:

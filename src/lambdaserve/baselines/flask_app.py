@@ -1,7 +1,7 @@
 """The baseline: the blog post's style of server, a minimal Flask app under gunicorn.
 
     MODEL_PATH=examples/newsgroups/model.pickle \
-        gunicorn -w 2 -b 127.0.0.1:8001 --chdir benchmarks flask_app:app
+        gunicorn -w 2 -b 127.0.0.1:8001 lambdaserve.baselines.flask_app:app
 
 Each gunicorn worker imports this module, so each loads its own copy of the model (no
 ``--preload``, as the post does it). POST /predict takes a JSON array of inputs and
