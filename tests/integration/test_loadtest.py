@@ -103,3 +103,25 @@ def test_compare_flask_runs_the_same_load_on_the_posts_server_and_sets_them_side
     # AND the Flask server is gone afterwards: its port answers nothing
     with pytest.raises(httpx.ConnectError):
         httpx.post(flask["url"], content=b"[]", timeout=2)
+
+
+def test_a_comparison_gives_no_ratio_when_the_client_was_the_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lambdaserve.cli.loadtest_command import _compare
+    from lambdaserve.loadgen import LoadResult
+
+    def run(requests: int, client_cpu_s: float) -> LoadResult:
+        result = LoadResult("closed", "http://127.0.0.1:1/predict", 10.0, connections=32)
+        result.latencies_ms = [5.0] * requests
+        result.statuses[200] = requests
+        result.client_cpu_s = client_cpu_s
+        return result
+
+    _compare(run(4000, 9.9), run(6000, 9.5))  # the client used 0.99 of a core
+    limited = " ".join(capsys.readouterr().out.split())
+    _compare(run(2000, 2.4), run(2000, 2.5))
+    measured = " ".join(capsys.readouterr().out.split())
+    assert "The client was the limit (0.99 of a core): no ratio" in limited
+    assert "x the requests a second" not in limited
+    assert "lambdaserve / Flask: 1.00x the requests a second" in measured

@@ -26,6 +26,7 @@ _INIT = re.compile(r"REPORT RequestId: .*\tInit Duration: ")
 MAX_DURATION_S = 600.0
 MAX_CONNECTIONS = 1024
 MAX_RATE = 100_000.0
+CLIENT_LIMIT = 0.8  # of a core: above it, the client sets the pace
 
 
 @handle_errors
@@ -181,6 +182,16 @@ def _compare(ours: LoadResult, flask: LoadResult) -> None:
             f"{errors:,}",
         )
     out.print(table)
+    busiest = max(ours.client_cores, flask.client_cores)
+    if busiest > CLIENT_LIMIT:
+        # A client near a whole core sets the pace, and it shares this machine's cores with the
+        # servers: the figures then say more about the client than about either server.
+        out.print(
+            f"  [yellow]The client was the limit[/] ({busiest:.2f} of a core): no ratio is given, since "
+            "it would measure the client sharing this machine with each server. Compare at a rate the "
+            "client keeps up with (--rate), or with wrk (make bench; docs/performance.md)."
+        )
+        return
     if flask.requests_per_s and (ours_p99 := ours.percentile(99)) and (flask_p99 := flask.percentile(99)):
         out.print(
             f"  lambdaserve / Flask: {ours.requests_per_s / flask.requests_per_s:.2f}x the requests a "
@@ -253,7 +264,7 @@ def _show(result: LoadResult, cold: int | None) -> None:
         out.print(f"  [yellow]dropped[/]: {result.dropped:,} were due while 2,000 were unanswered")
     if cold is not None:
         out.print(f"  cold starts during the run: {cold}")
-    busy = "; near 1.0 it is the limit, not the endpoint" if result.client_cores > 0.8 else ""
+    busy = "; near 1.0 it is the limit, not the endpoint" if result.client_cores > CLIENT_LIMIT else ""
     out.print(
         f"  the client used {result.client_cores:.2f} of a core{busy}. It runs on this machine: against a "
         "deployed endpoint (its URL as TARGET) the figures include the network to AWS and API Gateway."
