@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lambdaserve.baselines.run import gunicorn_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -272,17 +274,7 @@ def _make_key(state: Path, plan_options: list[str], env: dict[str, str]) -> str:
 def launch_flask(model: Path, workdir: Path, *, workers: int = 2) -> Server:
     """lambdaserve/baselines/flask_app.py under gunicorn with sync workers (no --preload, as the post)."""
     port = free_port()
-    command = [
-        str(BIN / "gunicorn"),
-        "--workers",
-        str(workers),
-        "--bind",
-        f"{HOST}:{port}",
-    ]
-    if _gunicorn_has_control_socket():
-        # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl; two servers at once would share it.
-        command.append("--no-control-socket")
-    command.append("lambdaserve.baselines.flask_app:app")
+    command = gunicorn_command(HOST, port, workers)
     env = {**os.environ, "MODEL_PATH": str(model.resolve())}
     url = f"http://{HOST}:{port}/predict"
     return _launch(f"flask+gunicorn -w {workers}", command, url, workdir / f"flask-{port}.log", env)
@@ -325,12 +317,6 @@ def litserve_name(
         f"{api_servers or workers} uvicorn, max_batch_size {max_batch_size}, "
         f"batch_timeout {batch_timeout_s * 1000:g} ms)"
     )
-
-
-def _gunicorn_has_control_socket() -> bool:
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
 
 
 def check_announced_url(server: Server) -> None:

@@ -21,7 +21,7 @@ import itertools
 import math
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,9 @@ def _client(connections: int, headers: dict[str, str], timeout_s: float) -> http
     )
 
 
+Progress = Callable[[LoadResult, float], None]
+
+
 async def closed_loop(
     url: str,
     bodies: Sequence[bytes],
@@ -120,42 +123,24 @@ async def closed_loop(
     headers: dict[str, str] | None = None,
     warmup_s: float = 0.0,
     timeout_s: float = 30.0,
-    progress: Callable[[LoadResult, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """``connections`` clients in a loop for ``duration_s`` (after ``warmup_s`` not counted)."""
-    result = LoadResult("closed", url, duration_s, connections=connections)
     cycle = itertools.cycle(bodies)
-    async with _client(connections, headers or {}, timeout_s) as client:
-        if warmup_s > 0:
-            warm = LoadResult("closed", url, warmup_s)
-            await _run_closed(client, url, cycle, connections, warmup_s, warm, None)
-        cpu = _cpu_s()
-        result.duration_s = await _run_closed(client, url, cycle, connections, duration_s, result, progress)
-        result.client_cpu_s = _cpu_s() - cpu
-    return result
 
+    async def phase(client: httpx.AsyncClient, result: LoadResult) -> None:
+        start = time.perf_counter()
+        end = start + result.duration_s
 
-async def _run_closed(
-    client: httpx.AsyncClient,
-    url: str,
-    cycle: Any,
-    connections: int,
-    duration_s: float,
-    result: LoadResult,
-    progress: Callable[[LoadResult, float], None] | None,
-) -> float:
-    start = time.perf_counter()
-    end = start + duration_s
+        async def worker() -> None:
+            while (now := time.perf_counter()) < end:
+                await _send(client, url, next(cycle), result, now, start)
 
-    async def worker() -> None:
-        while (now := time.perf_counter()) < end:
-            await _send(client, url, next(cycle), result, now, start)
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        result.duration_s = time.perf_counter() - start
 
-    reporter = asyncio.create_task(_report(result, start, end, progress)) if progress else None
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    if reporter:
-        reporter.cancel()
-    return time.perf_counter() - start
+    result = LoadResult("closed", url, duration_s, connections=connections)
+    return await _measured(result, phase, connections, headers, timeout_s, warmup_s, progress)
 
 
 async def open_loop(
@@ -168,58 +153,63 @@ async def open_loop(
     connections: int = 64,
     warmup_s: float = 0.0,
     timeout_s: float = 30.0,
-    progress: Callable[[LoadResult, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """``rate`` requests a second, each due at its time, for ``duration_s``."""
-    result = LoadResult("open", url, duration_s, rate=rate, connections=connections)
     cycle = itertools.cycle(bodies)
+
+    async def phase(client: httpx.AsyncClient, result: LoadResult) -> None:
+        start = time.perf_counter()
+        count = max(1, round(rate * result.duration_s))
+        in_flight: set[asyncio.Task[None]] = set()
+        last_sent = start
+        for n in range(count):
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            last_sent = time.perf_counter()
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                result.dropped += 1
+                continue
+            task = asyncio.create_task(_send(client, url, next(cycle), result, due, start))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.gather(*in_flight)
+        # The time it took to send them all: a client that fell behind its schedule shows as a
+        # rate below the one asked for (and, through the due times, in every latency).
+        result.duration_s = last_sent - start + 1 / rate
+
+    result = LoadResult("open", url, duration_s, rate=rate, connections=connections)
+    return await _measured(result, phase, connections, headers, timeout_s, warmup_s, progress)
+
+
+async def _measured(
+    result: LoadResult,
+    phase: Callable[[httpx.AsyncClient, LoadResult], Awaitable[None]],
+    connections: int,
+    headers: dict[str, str] | None,
+    timeout_s: float,
+    warmup_s: float,
+    progress: Progress | None,
+) -> LoadResult:
+    """A warm-up not counted, then the measured phase with the client's CPU and progress."""
     async with _client(connections, headers or {}, timeout_s) as client:
         if warmup_s > 0:
-            await _run_open(client, url, cycle, rate, warmup_s, LoadResult("open", url, warmup_s), None)
+            await phase(client, LoadResult(result.mode, result.url, warmup_s))
         cpu = _cpu_s()
-        await _run_open(client, url, cycle, rate, duration_s, result, progress)
+        start = time.perf_counter()
+        reporter = asyncio.create_task(_report(result, start, start + result.duration_s, progress))
+        try:
+            await phase(client, result)
+        finally:
+            reporter.cancel()
         result.client_cpu_s = _cpu_s() - cpu
     return result
 
 
-async def _run_open(
-    client: httpx.AsyncClient,
-    url: str,
-    cycle: Any,
-    rate: float,
-    duration_s: float,
-    result: LoadResult,
-    progress: Callable[[LoadResult, float], None] | None,
-) -> None:
-    start = time.perf_counter()
-    count = max(1, round(rate * duration_s))
-    in_flight: set[asyncio.Task[None]] = set()
-    reporter = asyncio.create_task(_report(result, start, start + duration_s, progress)) if progress else None
-    last_sent = start
-    for n in range(count):
-        due = start + n / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        last_sent = time.perf_counter()
-        if len(in_flight) >= MAX_IN_FLIGHT:
-            result.dropped += 1
-            continue
-        task = asyncio.create_task(_send(client, url, next(cycle), result, due, start))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    if in_flight:
-        await asyncio.gather(*in_flight)
-    if reporter:
-        reporter.cancel()
-    # The time it took to send them all: a client that fell behind its schedule shows as a
-    # rate below the one asked for (and, through the due times, in every latency).
-    result.duration_s = last_sent - start + 1 / rate
-
-
-async def _report(
-    result: LoadResult, start: float, end: float, progress: Callable[[LoadResult, float], None] | None
-) -> None:
+async def _report(result: LoadResult, start: float, end: float, progress: Progress | None) -> None:
     while progress is not None:
         await asyncio.sleep(0.5)
         progress(result, min(1.0, (time.perf_counter() - start) / max(end - start, 1e-9)))

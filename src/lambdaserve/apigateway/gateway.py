@@ -20,8 +20,6 @@ version whose INIT failed, are followed at once (the failure is then what caller
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import random
@@ -33,16 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdaserve.apigateway.errors import (
-    BadGateway,
     EndpointTimeout,
     Forbidden,
-    FunctionThrottled,
     GatewayError,
     HeadersTooLarge,
     MissingAuthenticationToken,
     RequestTooLong,
 )
 from lambdaserve.apigateway.http import Request, Response
+from lambdaserve.apigateway.proxy import error_response, proxy_to_http
 from lambdaserve.apigateway.usage import UsageLimiter
 from lambdaserve.functions.function import Function, Outcome
 from lambdaserve.functions.logbook import LogBook
@@ -461,46 +458,3 @@ def _stop_waiting(pending: asyncio.Future[Outcome]) -> None:
 def _printable(text: str) -> str:
     """A path as a header value and a log line may hold it: ASCII, no control characters."""
     return urllib.parse.quote(text[:200], safe="/-_.~!$&'()*+,;=:@%")
-
-
-def error_response(exc: GatewayError) -> Response:
-    response = Response.json(exc.status, {"message": exc.message})
-    if exc.error_type:
-        response.headers["x-amzn-ErrorType"] = exc.error_type
-    return response
-
-
-def proxy_to_http(outcome: Outcome) -> Response:
-    """The function's proxy response as HTTP, or API Gateway's 500/502 when there is none."""
-    if outcome.status == "throttled":
-        raise FunctionThrottled("reserved concurrency exhausted")
-    if outcome.status != "ok":
-        raise BadGateway(f"function {outcome.status}: {outcome.error}")
-    payload = outcome.payload
-    if not isinstance(payload, dict):
-        raise BadGateway("Malformed Lambda proxy response: not an object")
-    status = payload.get("statusCode")
-    if isinstance(status, str) and status.isdigit():
-        status = int(status)
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        raise BadGateway("Malformed Lambda proxy response: no valid statusCode")
-    # One header per name, whatever its case (HTTP names are case-insensitive): values from
-    # multiValueHeaders win over the same name in headers, as API Gateway merges them.
-    named: dict[str, tuple[str, str]] = {}
-    for name, value in (payload.get("headers") or {}).items():
-        named[str(name).lower()] = (str(name), str(value))
-    for name, values in (payload.get("multiValueHeaders") or {}).items():
-        named[str(name).lower()] = (str(name), ", ".join(str(v) for v in values))
-    named.setdefault("content-type", ("Content-Type", "application/json"))
-    headers = dict(named.values())
-    body = payload.get("body")
-    if body is None:
-        raw = b""
-    elif payload.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(str(body))
-        except (binascii.Error, ValueError):
-            raise BadGateway("Malformed Lambda proxy response: invalid base64 body") from None
-    else:
-        raw = str(body).encode("utf-8")
-    return Response(status, headers, raw)

@@ -40,10 +40,7 @@ def flask_server(
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{HOST}:{port}"]
-    if _has_control_socket():
-        command.append("--no-control-socket")  # gunicorn >= 25.1 would share ~/.gunicorn/gunicorn.ctl
-    command.append("lambdaserve.baselines.flask_app:app")
+    command = gunicorn_command(HOST, port, workers)
     env = {**os.environ, "MODEL_PATH": str(model_file.resolve())}
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
@@ -91,7 +88,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-def _has_control_socket() -> bool:
+def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """The Flask app under gunicorn with sync workers (no --preload, as the post): the command,
+    to run with MODEL_PATH set to the model file."""
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}"]
     from gunicorn.config import KNOWN_SETTINGS
 
-    return any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
+    if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+        command.append("--no-control-socket")  # gunicorn >= 25.1 would share ~/.gunicorn/gunicorn.ctl
+    return [*command, "lambdaserve.baselines.flask_app:app"]

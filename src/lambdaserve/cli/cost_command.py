@@ -3,7 +3,6 @@ local gateway measured (its REPORT lines) or from durations you give."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -22,6 +21,7 @@ from lambdaserve.deploy.pricing import (
     parse_volume,
     prices_for,
 )
+from lambdaserve.functions.log_lines import billed_ms
 
 LABELS = {
     "lambda_requests": "Lambda requests",
@@ -114,7 +114,7 @@ def _show(result: Estimate, model: str | None, measured: Measured | None, defaul
             )
         )
     memory_note = " (deploy's default for this model)" if default_memory else ""
-    billed = max(1, math.ceil(work["duration_ms"]))
+    billed = billed_ms(work["duration_ms"])
     out.print(
         f"  priced at: {work['duration_ms']:.2f} ms, billed {billed} ms; {work['memory_mb']} MB{memory_note}"
     )

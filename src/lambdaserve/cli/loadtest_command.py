@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import state_root
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.functions.log_lines import parse_report
 from lambdaserve.functions.logbook import log_path
 from lambdaserve.loadgen import LoadResult, closed_loop, open_loop
 from lambdaserve.store import Store
 
-_INIT = re.compile(r"REPORT RequestId: .*\tInit Duration: ")
 MAX_DURATION_S = 600.0
 MAX_CONNECTIONS = 1024
 MAX_RATE = 100_000.0
@@ -88,12 +88,13 @@ def loadtest(
         raise LambdaserveError(f"--rate is above 0 and at most {MAX_RATE:,.0f} requests a second.")
     if compare not in (None, "flask"):
         raise LambdaserveError(f"Unknown --compare {compare!r}.", "Use --compare flask.")
-    url, model, sample = _resolve(target, base, state_dir)
-    if compare and model is None:
+    resolved = _resolve(target, base, state_dir)
+    url, model = resolved.url, resolved.model
+    if compare and resolved.model_file is None:
         raise LambdaserveError(
             "--compare needs a model served here (MODEL or MODEL@STAGE): its file is what Flask loads."
         )
-    bodies = _bodies(data, data_file, sample, model)
+    bodies = _bodies(data, data_file, resolved.sample, model)
     headers = {"x-api-key": api_key} if api_key else {}
     log = log_path(state_root(state_dir), model) if model else None
     offset = log.stat().st_size if log and log.is_file() else 0
@@ -117,10 +118,10 @@ def loadtest(
     result = load(url, headers)
     cold = _cold_starts(log, offset) if log else None
     baseline = None
-    if compare and model is not None:
+    if compare and resolved.model_file is not None:
         if not as_json:
             err.print("[cyan]•[/] Starting the Flask app (gunicorn, 2 workers) with the same model file")
-        with flask_server(_model_file(model, target, state_dir), bodies[0]) as flask_url:
+        with flask_server(resolved.model_file, bodies[0]) as flask_url:
             baseline = load(flask_url, {})
     if as_json:
         summary = {**result.summary(), "cold_starts": cold}
@@ -133,38 +134,33 @@ def loadtest(
         raise typer.Exit(1)
 
 
-def _resolve(target: str, base: str, state_dir: Path | None) -> tuple[str, str | None, Any]:
-    """(URL, local model name or None, the stage's packaged sample or None)."""
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    model: str | None = None  # a model served here
+    sample: Any = None  # the packaged sample of the version its stage serves
+    model_file: Path | None = None  # and that version's file (what --compare flask loads)
+
+
+def _resolve(target: str, base: str, state_dir: Path | None) -> _Target:
     if target.startswith(("http://", "https://")):
-        return target, None, None
+        return _Target(target)
     model, _, stage = target.partition("@")
     stage = stage or "test"
+    url = f"{base.rstrip('/')}/{stage}/{model}/predict"
     root = state_root(state_dir)
-    sample = None
-    if (root / "state.db").is_file():
-        store = Store(root)
-        try:
-            alias = store.alias(model, stage)
-            if alias is None:
-                served = ", ".join(f"{a.model}@{a.stage}" for a in store.aliases()) or "none"
-                raise LambdaserveError(
-                    f"No stage {stage!r} of {model!r} in {root}.", f"Served here: {served}; or give a URL."
-                )
-            sample = store.version(model, alias.version).manifest.get("sample_input")
-        finally:
-            store.close()
-    return f"{base.rstrip('/')}/{stage}/{model}/predict", model, sample
-
-
-def _model_file(model: str, target: str, state_dir: Path | None) -> Path:
-    """The file of the version the target's stage serves."""
-    stage = target.partition("@")[2] or "test"
-    store = Store(state_root(state_dir))
+    if not (root / "state.db").is_file():
+        return _Target(url, model)
+    store = Store(root)
     try:
         alias = store.alias(model, stage)
         if alias is None:
-            raise LambdaserveError(f"No stage {stage!r} of {model!r} here.")
-        return store.model_path(store.version(model, alias.version))
+            served = ", ".join(f"{a.model}@{a.stage}" for a in store.aliases()) or "none"
+            raise LambdaserveError(
+                f"No stage {stage!r} of {model!r} in {root}.", f"Served here: {served}; or give a URL."
+            )
+        version = store.version(model, alias.version)
+        return _Target(url, model, version.manifest.get("sample_input"), store.model_path(version))
     finally:
         store.close()
 
@@ -230,7 +226,7 @@ def _cold_starts(log: Path, offset: int) -> int | None:
     with log.open("rb") as stream:
         stream.seek(offset if log.stat().st_size >= offset else 0)
         text = stream.read().decode(errors="replace")
-    return sum(1 for line in text.splitlines() if _INIT.search(line))
+    return sum(1 for line in text.splitlines() if (report := parse_report(line)) and report[1] is not None)
 
 
 def _show(result: LoadResult, cold: int | None) -> None:

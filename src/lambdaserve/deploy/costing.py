@@ -3,7 +3,7 @@ measured memory, its stored files. The arithmetic and the prices are in ``pricin
 
 from __future__ import annotations
 
-import re
+import collections
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +12,9 @@ from typing import Any
 from lambdaserve.deploy.pricing import Estimate, Workload, estimate, prices_for
 from lambdaserve.deploy.spec import recommended_memory
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.functions.log_lines import parse_report
 from lambdaserve.functions.logbook import log_path
 from lambdaserve.store import Store
-
-_REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms\t.*?(?:Init Duration: ([\d.]+) ms)?\t?$")
 
 
 @dataclass(frozen=True)
@@ -33,17 +32,16 @@ def read_reports(path: Path, last: int = 10_000) -> Measured | None:
     """The model's REPORT lines in the local log: durations, and INITs apart."""
     if not path.is_file():
         return None
-    durations: list[float] = []
-    inits: list[float] = []
+    durations: collections.deque[float] = collections.deque(maxlen=last)
+    inits: collections.deque[float] = collections.deque(maxlen=last)
     with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
-            found = _REPORT.search(line.rstrip("\n"))
-            if found is None:
+            report = parse_report(line)
+            if report is None:
                 continue
-            durations.append(float(found.group(1)))
-            if found.group(2):
-                inits.append(float(found.group(2)))
-    durations, inits = durations[-last:], inits[-last:]
+            durations.append(report[0])
+            if report[1] is not None:
+                inits.append(report[1])
     if not durations:
         return None
     deciles = statistics.quantiles(durations, n=10) if len(durations) > 1 else [durations[0]] * 9

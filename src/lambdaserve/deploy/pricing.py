@@ -12,10 +12,11 @@ because an account shares it between all its functions.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.functions.log_lines import billed_ms
 
 MILLION = 1_000_000
 SECONDS_PER_MONTH = 730 * 3600  # AWS's pricing pages count a month as 730 hours
@@ -59,36 +60,31 @@ _SOURCES = (
     "https://aws.amazon.com/ec2/pricing/on-demand/",
 )
 
+_US_EAST_1 = RegionPrices(
+    region="us-east-1",
+    as_of="2026-12-03",
+    sources=_SOURCES,
+    lambda_request_per_million=0.20,
+    lambda_gb_s={"x86_64": 0.0000166667, "arm64": 0.0000133334},
+    provisioned_gb_s={"x86_64": 0.0000041667, "arm64": 0.0000033334},
+    provisioned_duration_gb_s={"x86_64": 0.0000097222, "arm64": 0.0000077778},
+    rest_api_per_million=3.50,
+    http_api_per_million=1.00,
+    s3_gb_month=0.023,
+    ecr_gb_month=0.10,
+    instances={
+        "x86_64": Instance("t3.small", 2, 2.0, 0.0208),
+        "arm64": Instance("t4g.small", 2, 2.0, 0.0168),
+    },
+)
+
 PRICES: dict[str, RegionPrices] = {
-    "us-east-1": RegionPrices(
-        region="us-east-1",
-        as_of="2026-12-03",
-        sources=_SOURCES,
-        lambda_request_per_million=0.20,
-        lambda_gb_s={"x86_64": 0.0000166667, "arm64": 0.0000133334},
-        provisioned_gb_s={"x86_64": 0.0000041667, "arm64": 0.0000033334},
-        provisioned_duration_gb_s={"x86_64": 0.0000097222, "arm64": 0.0000077778},
-        rest_api_per_million=3.50,
-        http_api_per_million=1.00,
-        s3_gb_month=0.023,
-        ecr_gb_month=0.10,
-        instances={
-            "x86_64": Instance("t3.small", 2, 2.0, 0.0208),
-            "arm64": Instance("t4g.small", 2, 2.0, 0.0168),
-        },
-    ),
-    "eu-west-1": RegionPrices(
+    "us-east-1": _US_EAST_1,
+    # Lambda, the REST API and storage cost the same there; the HTTP API and instances more.
+    "eu-west-1": replace(
+        _US_EAST_1,
         region="eu-west-1",
-        as_of="2026-12-03",
-        sources=_SOURCES,
-        lambda_request_per_million=0.20,
-        lambda_gb_s={"x86_64": 0.0000166667, "arm64": 0.0000133334},
-        provisioned_gb_s={"x86_64": 0.0000041667, "arm64": 0.0000033334},
-        provisioned_duration_gb_s={"x86_64": 0.0000097222, "arm64": 0.0000077778},
-        rest_api_per_million=3.50,
         http_api_per_million=1.11,
-        s3_gb_month=0.023,
-        ecr_gb_month=0.10,
         instances={
             "x86_64": Instance("t3.small", 2, 2.0, 0.0228),
             "arm64": Instance("t4g.small", 2, 2.0, 0.0184),
@@ -146,7 +142,7 @@ def estimate(workload: Workload, prices: RegionPrices) -> Estimate:
         raise LambdaserveError("Requests and duration must not be negative, and memory is at least 128 MB.")
     invocations = workload.requests + workload.stages_kept_warm * KEEP_WARM_PER_MONTH
     gb = workload.memory_mb / 1024
-    billed_s = math.ceil(workload.duration_ms) / 1000
+    billed_s = billed_ms(workload.duration_ms) / 1000
     init_s = math.ceil(workload.init_ms) / 1000 * workload.cold_share
     gb_s = invocations * (billed_s + init_s) * gb
     lines = {

@@ -14,7 +14,10 @@ INIT of a cold start is billed as well, so Billed Duration includes it.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+
+_REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms\t.*?(?:Init Duration: ([\d.]+) ms)?\t?$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Report:
 
     @property
     def billed_duration_ms(self) -> int:
-        return max(1, math.ceil(self.duration_ms + (self.init_duration_ms or 0.0)))
+        return billed_ms(self.duration_ms + (self.init_duration_ms or 0.0))
 
     def line(self) -> str:
         fields = [
@@ -62,6 +65,19 @@ class Report:
             "status": self.status,
             "errorType": self.error_type,
         }
+
+
+def billed_ms(duration_ms: float) -> int:
+    """What Lambda bills for a duration: every started millisecond, at least one."""
+    return max(1, math.ceil(duration_ms))
+
+
+def parse_report(line: str) -> tuple[float, float | None] | None:
+    """(Duration, Init Duration or None) of a REPORT line, in ms; None for any other line."""
+    found = _REPORT.search(line.rstrip("\n"))
+    if found is None:
+        return None
+    return float(found.group(1)), float(found.group(2)) if found.group(2) else None
 
 
 def _rounded(ms: float | None) -> float | None:

@@ -264,10 +264,7 @@ class Store:
     def rollback(self, model: str, stage: str) -> Alias | None:
         """Undo the stage's last change; None when that change created the stage."""
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM alias_history WHERE model = ? AND stage = ? ORDER BY id DESC LIMIT 1",
-                (model, stage),
-            ).fetchone()
+            row = _last_change(db, model, stage)
             if row is None:
                 raise LambdaserveError(
                     f"Stage {stage!r} of model {model!r} has no earlier state to roll back to.",
@@ -286,10 +283,7 @@ class Store:
     def rollback_target(self, model: str, stage: str) -> dict[str, Any] | None:
         """What ``rollback`` would bring back: ``{"version", "canary_version", "canary_weight"}``,
         ``{"removes": True}`` when the last change created the stage, None when there is none."""
-        row = self.db.execute(
-            "SELECT * FROM alias_history WHERE model = ? AND stage = ? ORDER BY id DESC LIMIT 1",
-            (model, stage),
-        ).fetchone()
+        row = _last_change(self.db, model, stage)
         if row is None:
             return None
         if row["version"] is None:
@@ -572,6 +566,15 @@ def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
             "e.g. the stages test and prod",
         )
     return attached
+
+
+def _last_change(db: sqlite3.Connection, model: str, stage: str) -> sqlite3.Row | None:
+    """The stage as it was before its last change (what a rollback brings back)."""
+    row: sqlite3.Row | None = db.execute(
+        "SELECT * FROM alias_history WHERE model = ? AND stage = ? ORDER BY id DESC LIMIT 1",
+        (model, stage),
+    ).fetchone()
+    return row
 
 
 def _plan(row: sqlite3.Row) -> UsagePlan:
