@@ -64,7 +64,9 @@ def header_size(request: Request) -> int:
     return len(request.method) + len(request.path) + query + sum(len(v) for v in request.headers.values())
 
 
-ROUTES = ("predict", "predict_proba")
+# /explain is on every local model; on AWS where deploy --explain made it (the default with
+# probabilities).
+ROUTES = ("predict", "predict_proba", "explain")
 
 
 @dataclass
@@ -352,6 +354,7 @@ class Gateway:
             listed.append(((model, stage), "POST", "/predict"))
             if self._has_proba(model, str(alias.version)):
                 listed.append(((model, stage), "POST", "/predict_proba"))
+            listed.append(((model, stage), "POST", "/explain"))
         for name in sorted(self.handlers):
             listed.append(((name, self.settings.stage), "ANY", ""))
         return listed

@@ -23,7 +23,8 @@ _ERRORS = {
     "429": 'Usage plan throttle ({"message": "Too Many Requests"}) or quota ({"message": "Limit Exceeded"})',
     "500": 'The model failed: {"error": ..., with a request id}',
     "502": 'The function crashed, timed out or ran out of memory: {"message": "Internal server error"}',
-    "504": 'No answer within the integration timeout: {"message": "Endpoint request timed out"}',
+    "504": 'No answer within the integration timeout ({"message": "Endpoint request timed out"}), '
+    'or an explanation that would not end in time ({"error": ...}, with the num_samples that fit)',
 }
 
 
@@ -107,6 +108,33 @@ def _instances(manifest: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+_ANSWERS = {
+    "predict": "one prediction per instance, in order",
+    "predict_proba": "one {class: probability} object per instance",
+    "explain": "one LIME explanation per instance: the label, its probability and, per explained "
+    "label, [feature, weight] pairs with the local model's intercept and score",
+}
+
+
+def _explain_body(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The instances as for predict, or an object holding them with LIME's options."""
+    count = {"type": "integer", "minimum": 1}
+    options = {
+        "type": "object",
+        "required": ["instances"],
+        "additionalProperties": False,
+        "properties": {
+            "instances": _instances(manifest),
+            "num_features": {**count, "maximum": 100, "default": 6},
+            "num_samples": {"type": "integer", "minimum": 10, "maximum": 10000, "default": 1000},
+            "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 100},
+            "top_labels": {**count, "maximum": 1000, "default": 1},
+            "random_state": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "default": 0},
+        },
+    }
+    return {"oneOf": [_instances(manifest), options]}
+
+
 def openapi_spec(gateway: Gateway, base_url: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     security: list[dict[str, list[str]]] = [{"apiKey": []}] if gateway.settings.api_key_required else []
@@ -114,19 +142,16 @@ def openapi_spec(gateway: Gateway, base_url: str) -> dict[str, Any]:
         record = gateway.catalog.versions.get((model, alias.version))
         manifest = record.manifest if record else {}
         routes = ["predict", "predict_proba"] if manifest.get("has_proba") else ["predict"]
-        for route in routes:
-            answer = (
-                "one {class: probability} object per instance"
-                if route == "predict_proba"
-                else "one prediction per instance, in order"
-            )
+        for route in [*routes, "explain"]:
+            answer = _ANSWERS[route]
+            body = _explain_body(manifest) if route == "explain" else _instances(manifest)
             paths[f"/{stage}/{model}/{route}"] = {
                 "post": {
                     "summary": f"{model} ({stage} -> version {alias.version}): {route}",
                     "security": security,
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _instances(manifest)}},
+                        "content": {"application/json": {"schema": body}},
                     },
                     "responses": {
                         "200": {

@@ -44,6 +44,11 @@ class Manifest:
     trusted: bool = False
     trusted_types: list[str] = field(default_factory=list)
     max_memory_used_mb: int | None = None  # INIT and the sample's predictions, as Lambda's REPORT counts it
+    # Where class probabilities come from (the model's predict_proba, or a classifier found
+    # inside its pipeline and checked on the sample): runtime/probabilities.py.
+    probabilities: dict[str, Any] | None = None
+    # Statistics of a sample of the training data (--reference), never the rows themselves.
+    reference: dict[str, Any] | None = None
     scan: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION

@@ -19,6 +19,7 @@ from lambdaserve.cli.options import (
     ENV_OPTION,
     JSON_OPTION,
     PROJECT_OPTION,
+    REFERENCE_OPTION,
     REGION_OPTION,
     REMOTE_OPTION,
     REQUIREMENT_OPTION,
@@ -58,6 +59,7 @@ def push(
     trust: bool = TRUST_OPTION,
     env: str = ENV_OPTION,
     requirement: list[str] | None = REQUIREMENT_OPTION,
+    reference: Path | None = REFERENCE_OPTION,
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -75,8 +77,11 @@ def push(
     """
     check_name(name)
     if source.is_dir():
-        if sample is not None or trust or requirement or env != "auto":
-            warn("--sample, --trust, -r and --env apply to model files; a bundle is used as packaged.")
+        if sample is not None or trust or requirement or env != "auto" or reference is not None:
+            warn(
+                "--sample, --trust, -r, --env and --reference apply to model files; a bundle is used "
+                "as packaged (package it with --reference)."
+            )
         bundled = read_manifest(source)
         manifest, model_file = bundled.to_dict(), source / bundled.model_file
     elif source.is_file():
@@ -89,6 +94,7 @@ def push(
                 requirements=requirement or [],
                 env_mode=env,
                 progress=reporter,
+                reference=reference,
             )
         manifest, model_file = checked.to_dict(), source
     else:

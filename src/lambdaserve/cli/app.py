@@ -10,6 +10,7 @@ from lambdaserve.cli import (
     bundle_commands,
     cost_command,
     deploy_commands,
+    explain_command,
     export_image_command,
     iam_command,
     invoke_command,
@@ -63,6 +64,7 @@ app.command("destroy")(deploy_commands.destroy_command)
 app.command("status")(deploy_commands.status_command)
 app.command("iam-policy")(iam_command.iam_policy)
 app.command("cost")(cost_command.cost)
+app.command("explain")(explain_command.explain)
 app.command("loadtest")(loadtest_command.loadtest)
 
 

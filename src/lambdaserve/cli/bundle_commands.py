@@ -10,7 +10,13 @@ import typer
 from lambdaserve.bundle.inspection import inspect_model
 from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.cli import render
-from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION, TRUST_OPTION
+from lambdaserve.cli.options import (
+    ENV_OPTION,
+    JSON_OPTION,
+    REFERENCE_OPTION,
+    REQUIREMENT_OPTION,
+    TRUST_OPTION,
+)
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress
 from lambdaserve.functions.package import NO_SAMPLE, package_model
 
@@ -28,6 +34,7 @@ def package(
     trust: bool = TRUST_OPTION,
     requirement: list[str] | None = REQUIREMENT_OPTION,
     env: str = ENV_OPTION,
+    reference: Path | None = REFERENCE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a model file and write a bundle: the file, its pinned requirements and a sample.
@@ -38,6 +45,8 @@ def package(
     Example:
 
         lambdaserve package model.pickle --sample '["the space shuttle launch"]' -o bundles/news
+
+        lambdaserve package iris.pickle --sample '[[5.1, 3.5, 1.4, 0.2]]' --reference train.csv
     """
     sample_value = parse_json_option(sample, "--sample") if sample is not None else NO_SAMPLE
     with progress() as reporter:
@@ -50,6 +59,7 @@ def package(
             requirements=requirement or [],
             env_mode=env,
             progress=reporter,
+            reference=reference,
         )
     if as_json:
         print_json({"bundle": str(location), "manifest": manifest.to_dict()})

@@ -67,6 +67,11 @@ def deploy_command(
     keep_warm: bool | None = typer.Option(
         None, "--keep-warm/--no-keep-warm", help="Invoke the stage every 5 minutes (EventBridge rule)."
     ),
+    explain: bool | None = typer.Option(
+        None,
+        "--explain/--no-explain",
+        help="The /explain route (LIME) [default: on where the model has predict_proba].",
+    ),
     access_logs: bool | None = typer.Option(
         None,
         "--access-logs/--no-access-logs",
@@ -146,6 +151,7 @@ def deploy_command(
         reserved_concurrency=parse_count(reserved, "--reserved-concurrency"),
         provisioned_concurrency=parse_count(provisioned, "--provisioned-concurrency"),
         keep_warm=keep_warm,
+        explain=explain,
         access_logs=access_logs,
         log_retention_days=log_retention,
         rate=parse_rate(rate),

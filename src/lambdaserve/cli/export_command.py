@@ -214,18 +214,21 @@ def desired_stages(
             "Push and promote one first: lambdaserve models push MODEL_FILE --name NAME, "
             "then lambdaserve promote NAME 1 --stage test",
         )
-    desired = [
-        Desired(
-            names=names,
-            stage=alias.stage,
-            release=_release(store, alias.model, alias.version),
-            function=function,
-            plan=plan,
-            canary=_release(store, alias.model, alias.canary_version) if alias.canary_version else None,
-            canary_weight=alias.canary_weight,
+    desired = []
+    for alias in chosen:
+        release = _release(store, alias.model, alias.version)
+        desired.append(
+            Desired(
+                names=names,
+                stage=alias.stage,
+                release=release,
+                function=function,
+                plan=plan,
+                canary=_release(store, alias.model, alias.canary_version) if alias.canary_version else None,
+                canary_weight=alias.canary_weight,
+                explain=release.has_proba,  # as deploy's default: /explain where LIME has probabilities
+            )
         )
-        for alias in chosen
-    ]
     latest: dict[str, Alias] = {}
     for alias in chosen:
         before = latest.get(alias.model)
@@ -323,7 +326,7 @@ def _newest(alias: Alias) -> int:
 
 def _release(store: Store, model: str, version: int) -> Release:
     record = store.version(model, version)
-    return Release.from_version(record, store.model_path(record))
+    return Release.from_version(record, store.model_path(record), store.root / "references")
 
 
 def _region(region: str | None) -> str:

@@ -70,7 +70,7 @@ def export_image(
         require_model(store, model)
         records = store.versions(model)
         record = records[-1] if version is None else store.version(model, version)
-        release = Release.from_version(record, store.model_path(record))
+        release = Release.from_version(record, store.model_path(record), store.root / "references")
         image = built_image(
             store,
             names,

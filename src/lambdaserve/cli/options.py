@@ -34,3 +34,9 @@ REGION_OPTION = typer.Option(
 )
 PROFILE_OPTION = typer.Option(None, "--profile", help="AWS profile from ~/.aws/config.")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the plan; make no call that writes.")
+REFERENCE_OPTION = typer.Option(
+    None,
+    "--reference",
+    help="A sample of the training data (.csv with a header, or .jsonl): its statistics go into the "
+    "bundle for /explain on tabular models. The rows themselves are not kept.",
+)

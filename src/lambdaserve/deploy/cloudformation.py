@@ -42,13 +42,13 @@ from lambdaserve.deploy.names import Names, check_api_stage
 from lambdaserve.deploy.planner import TRUST_POLICY, lambda_pull_statement, lifecycle_policy
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, AwsFunctionSettings, Desired, Release
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.runtime.variables import MODEL
+from lambdaserve.runtime.variables import MODEL, REFERENCE
 
 KEEP_WARM_INPUT = json.dumps(WARM_EVENT)
 STORAGE_ONLY = "StorageOnly"  # the parameter
 SERVING = "Serving"  # the condition every resource but the bucket and the repository has
 BUCKET, REPOSITORY = "ModelBucket", "ImageRepository"
-ROUTE_PARTS = {"predict": "Predict", "predict_proba": "PredictProba"}
+ROUTE_PARTS = {"predict": "Predict", "predict_proba": "PredictProba", "explain": "Explain"}
 
 
 def build_template(
@@ -271,6 +271,21 @@ class _Template:
             # The runtime's model location (runtime/source.py), as lambdaserve deploy writes it.
             MODEL: sub(f"s3://${{{BUCKET}}}/${{{key}}}?versionId=${{{object_version}}}"),
         }
+        if current.reference_file is not None:  # /explain's statistics for tabular input
+            reference_key = self.parameter(
+                f"{part}ReferenceKey",
+                f"The S3 key of {model} version {current.version}'s reference statistics: upload the "
+                f"file references/{current.reference_file.name} of the lambdaserve state directory there.",
+                names.bundle_prefix(model) + current.reference_file.name,
+            )
+            reference_version = self.parameter(
+                f"{part}ReferenceObjectVersion",
+                f"The S3 version ID that the upload to {reference_key} returned.",
+            )
+            self.object_versions.append(reference_version)
+            variables[REFERENCE] = sub(
+                f"s3://${{{BUCKET}}}/${{{reference_key}}}?versionId=${{{reference_version}}}"
+            )
         stack_image = sub(f"${{{REPOSITORY}.RepositoryUri}}:{tag}")
         function: dict[str, Any] = {
             "FunctionName": names.function(model),

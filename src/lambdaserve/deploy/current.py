@@ -17,7 +17,7 @@ from typing import Any
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.names import APIGATEWAY_LOGS_ROLE, TAG_PROJECT, TAG_STAGE, Names
 
-ROUTES = ("predict", "predict_proba")
+ROUTES = ("predict", "predict_proba", "explain")
 
 
 @dataclass

@@ -68,6 +68,7 @@ class DeployOptions:
     reserved_concurrency: int | None = None  # OFF removes it
     provisioned_concurrency: int | None = None  # OFF removes it
     keep_warm: bool | None = None
+    explain: bool | None = None  # default: where the model gives probabilities or has a reference
     access_logs: bool | None = None
     log_retention_days: int | None = None
     rate: float | None = None  # OFF removes the throttle
@@ -150,7 +151,7 @@ def deploy(
     if options.canary_version is not None and options.canary_weight > 0:
         canary = _release(store, options.model, options.canary_version)
     releases = [release] if canary is None else [release, canary]
-    keys = [names.bundle_key(r.model, r.sha256, r.suffix) for r in releases]
+    keys = [key for r in releases for key, _, _ in r.objects(names)]
     current = read_current(
         aws, names, options.model, options.stage, keys, access_logs=options.access_logs is not False
     )
@@ -175,6 +176,7 @@ def deploy(
         plan=_plan_settings(options, current, notes),
         access_logs=_access_logs(options, current),
         build_tags=base.tags() if base is not None else {},
+        explain=_explain(options, release, notes),
     )
     if desired.canary is not None and desired.function.provisioned_concurrency:
         # Lambda keeps no provisioned concurrency on an alias with routing weights.
@@ -232,7 +234,7 @@ def _release(store: Store, model: str, version: int | None) -> Release:
         )
     records = store.versions(model)
     record = records[-1] if version is None else store.version(model, version)
-    return Release.from_version(record, store.model_path(record))
+    return Release.from_version(record, store.model_path(record), store.root / "references")
 
 
 def _function_settings(
@@ -280,6 +282,20 @@ def _function_settings(
         log_retention_days=options.log_retention_days or retention or DEFAULT_LOG_RETENTION_DAYS,
         architecture=options.arch or (function.architecture if function else "x86_64"),
     )
+
+
+def _explain(options: DeployOptions, release: Release, notes: list[str]) -> bool:
+    """Whether the stage gets /explain: asked for, or by default where LIME has what it needs
+    (probabilities; for tabular input also the reference statistics)."""
+    if options.explain is not None:
+        return options.explain
+    if release.has_proba:
+        notes.append(
+            "/explain is on (LIME; --no-explain to leave it out). Each explanation runs num_samples "
+            "predictions within API Gateway's 29 s: see docs/reference.md."
+        )
+        return True
+    return False
 
 
 def _default_reserved(current: Current, notes: list[str]) -> int | None:

@@ -15,7 +15,7 @@ from lambdaserve.deploy.current import Current, FunctionState
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.plan import Call, Fmt, Plan, Ref, Wait
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, Desired, Release
-from lambdaserve.runtime.variables import MODEL
+from lambdaserve.runtime.variables import MODEL, REFERENCE
 
 WARM_EVENT = {"lambdaserve": "warm"}
 KEEP_WARM_SID = "lambdaserve-keep-warm"
@@ -42,7 +42,7 @@ def version_description(desired: Desired, release: Release, role_arn: str) -> st
 
 
 def plan_function(
-    plan: Plan, desired: Desired, current: Current, role_arn: str, object_versions: dict[int, str | Ref]
+    plan: Plan, desired: Desired, current: Current, role_arn: str, object_versions: dict[str, str | Ref]
 ) -> dict[int, Value]:
     """Publish a Lambda version for each release that has none; return release -> Lambda version."""
     names, model = desired.names, desired.model
@@ -66,8 +66,7 @@ def plan_function(
         if state is not None and description in state.versions:
             versions[release.version] = state.versions[description]
             continue
-        key = names.bundle_key(model, release.sha256, release.suffix)
-        environment = _environment(release, names.bucket, key, object_versions[release.version])
+        environment = _environment(release, names, object_versions)
         if latest is None:
             plan.add(
                 Call(
@@ -183,15 +182,14 @@ def plan_function(
     return versions
 
 
-def _environment(release: Release, bucket: str, key: str, object_version: str | Ref) -> dict[str, Value]:
+def _environment(release: Release, names: Names, object_versions: dict[str, str | Ref]) -> dict[str, Value]:
     variables: dict[str, Value] = dict(release.environment())
-    location = f"s3://{bucket}/{key}?versionId="
-    # The object may be uploaded by this plan: then its version is known only when the upload answers.
-    variables[MODEL] = (
-        location + object_version
-        if isinstance(object_version, str)
-        else Fmt(location + "{v}", (("v", object_version),))
-    )
+    for key, _, what in release.objects(names):
+        location = f"s3://{names.bucket}/{key}?versionId="
+        version = object_versions[key]
+        # The object may be uploaded by this plan: then its version is known only when the upload answers.
+        value = location + version if isinstance(version, str) else Fmt(location + "{v}", (("v", version),))
+        variables[MODEL if what == "model" else REFERENCE] = value
     return dict(sorted(variables.items()))
 
 

@@ -137,30 +137,36 @@ def _plan_bucket(plan: Plan, names: Names, current: Current) -> None:
         )
 
 
-def _plan_bundles(plan: Plan, desired: Desired, current: Current) -> dict[int, str | Ref]:
+def _plan_bundles(plan: Plan, desired: Desired, current: Current) -> dict[str, str | Ref]:
+    """Upload what the releases' functions read (model files, reference statistics) where S3
+    lacks it; S3 key -> its object version."""
     names = desired.names
-    versions: dict[int, str | Ref] = {}
+    versions: dict[str, str | Ref] = {}
     for release in desired.releases():
-        key = names.bundle_key(release.model, release.sha256, release.suffix)
-        if key in current.objects:
-            versions[release.version] = current.objects[key]
-            continue
-        output = f"upload-{release.version}"
-        plan.add(
-            Call(
-                "s3",
-                "put_object",
-                {
-                    "Bucket": names.bucket,
-                    "Key": key,
-                    "Body": release.file,
-                    "Metadata": {"sha256": release.sha256, "model-version": str(release.version)},
-                },
-                f"Upload {release.model} version {release.version} to s3://{names.bucket}/{key}",
-                output,
+        for key, file, what in release.objects(names):
+            if key in versions:
+                continue
+            if key in current.objects:
+                versions[key] = current.objects[key]
+                continue
+            output = f"upload-{what}-{release.version}"
+            plan.add(
+                Call(
+                    "s3",
+                    "put_object",
+                    {
+                        "Bucket": names.bucket,
+                        "Key": key,
+                        "Body": file,
+                        "Metadata": {"sha256": release.sha256, "model-version": str(release.version)},
+                    },
+                    f"Upload {release.model} version {release.version}"
+                    + (" (its reference statistics)" if what == "reference" else "")
+                    + f" to s3://{names.bucket}/{key}",
+                    output,
+                )
             )
-        )
-        versions[release.version] = Ref(output, ("VersionId",))
+            versions[key] = Ref(output, ("VersionId",))
     return versions
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lambdaserve.bundle.reference import reference_file
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.runtime.variables import AWS_WARM_UP_BYTES, handler_variables
@@ -64,10 +65,15 @@ class Release:
     carries_code: bool = False  # code pickled by value: its bytecode needs the same Python minor version
     created: str = ""  # when the bundle was made (ISO 8601): the lock resolves as of then
     sample_input: Any = None  # the sample the model was checked with, for the printed curl line
+    probabilities: dict[str, Any] | None = None  # where predict_proba comes from (the manifest's record)
+    reference_file: Path | None = None  # the reference statistics /explain needs for tabular input
 
     @classmethod
-    def from_version(cls, record: ModelVersion, file: Path) -> Release:
+    def from_version(cls, record: ModelVersion, file: Path, references: Path | None = None) -> Release:
+        """``references``: where to write the version's reference statistics as a file."""
         manifest = record.manifest
+        summary = manifest.get("reference")
+        reference = reference_file(summary, references or file.parent / "references") if summary else None
         return cls(
             model=record.model,
             version=record.version,
@@ -83,7 +89,18 @@ class Release:
             carries_code=_carries_code(manifest.get("scan") or {}),
             created=str(manifest.get("created") or record.created or ""),
             sample_input=manifest.get("sample_input"),
+            probabilities=manifest.get("probabilities"),
+            reference_file=reference,
         )
+
+    def objects(self, names: Names) -> list[tuple[str, Path, str]]:
+        """The S3 objects the release's function reads: (key, local file, what it is)."""
+        found = [(names.bundle_key(self.model, self.sha256, self.suffix), self.file, "model")]
+        if self.reference_file is not None:
+            # reference-<hash>.json: its name holds its content hash, as the model's key does
+            key = names.bundle_prefix(self.model) + self.reference_file.name
+            found.append((key, self.reference_file, "reference"))
+        return found
 
     def description(self) -> str:
         """The Lambda version's description: how a published version is matched to a local one."""
@@ -98,6 +115,7 @@ class Release:
             trusted_types=self.trusted_types,
             sample=self.sample_input,
             warm_up_bytes=AWS_WARM_UP_BYTES,
+            probabilities=self.probabilities,
         )
 
 
@@ -177,6 +195,7 @@ class Desired:
     canary_weight: float = 0.0  # percent
     access_logs: bool = False  # API Gateway's access log of the stage, in CloudWatch Logs
     build_tags: dict[str, str] = field(default_factory=dict)  # the image's base, for status --remote
+    explain: bool = False  # the /explain route (LIME, runtime/explaining.py)
 
     @property
     def model(self) -> str:
@@ -192,7 +211,8 @@ class Desired:
 
     @property
     def routes(self) -> tuple[str, ...]:
-        return ("predict", "predict_proba") if self.release.has_proba else ("predict",)
+        routes = ("predict", "predict_proba") if self.release.has_proba else ("predict",)
+        return (*routes, "explain") if self.explain else routes
 
     def releases(self) -> list[Release]:
         return [self.release] if self.canary is None else [self.release, self.canary]

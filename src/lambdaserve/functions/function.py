@@ -43,6 +43,7 @@ from lambdaserve.functions.pythons import PythonEnvironment
 from lambdaserve.functions.runtime_api import RuntimeAPIEnvironment
 from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.runtime.apigw import COMPACT
+from lambdaserve.runtime.events import route_of
 
 _WATCH_S = 0.05
 _INIT_RETRY_S = 2.0
@@ -70,6 +71,7 @@ class _Pending:
     request_id: str
     future: asyncio.Future[Outcome]
     size: int = 0  # the body's length
+    alone: bool = False  # an explanation: a message of its own, never batched with predictions
 
 
 @dataclass
@@ -194,7 +196,7 @@ class Function:
             future.set_result(Outcome("crash", error=stopped))
             return future
         self.last_used = time.monotonic()
-        self.queue.append(_Pending(event, request_id, future, _body_size(event)))
+        self.queue.append(_Pending(event, request_id, future, _body_size(event), _explains(event)))
         if not self._dispatching:
             # Once per event-loop turn: the requests that arrived in the same turn go together.
             self._dispatching = True
@@ -275,12 +277,20 @@ class Function:
                     pending.future.set_result(Outcome("throttled"))
 
     def _take(self) -> list[_Pending]:
+        """The next message: queued requests in order, up to the batch limits. An explanation
+        (num_samples predictions) goes alone, so that it holds up no prediction but its own
+        environment's; the others are taken by the other environments, grown as usual."""
         batch = [self.queue.popleft()]
-        if self.settings.mode != "batch" or self.settings.runtime != "default":
+        if self.settings.mode != "batch" or self.settings.runtime != "default" or batch[0].alone:
             return batch
         size = batch[0].size
         limit, limit_bytes = self.settings.max_batch, self.settings.max_batch_bytes
-        while self.queue and len(batch) < limit and size + self.queue[0].size <= limit_bytes:
+        while (
+            self.queue
+            and len(batch) < limit
+            and size + self.queue[0].size <= limit_bytes
+            and not self.queue[0].alone
+        ):
             batch.append(self.queue.popleft())
             size += batch[-1].size
         return batch
@@ -525,6 +535,13 @@ def _body_size(event: Any) -> int:
     fields = event.get(COMPACT, event) if isinstance(event, dict) else {}
     body = fields.get("body") if isinstance(fields, dict) else None
     return len(body) if isinstance(body, (str, list)) else 0
+
+
+def _explains(event: Any) -> bool:
+    fields = event.get(COMPACT) if isinstance(event, dict) else None
+    if isinstance(fields, dict):  # the gateway's compact event names its route
+        return fields.get("route") == "explain"
+    return route_of(event) == "explain"
 
 
 def _single_threaded() -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 from lambdaserve import __version__
 from lambdaserve.bundle.inspection import ModelReport
 from lambdaserve.bundle.manifest import Manifest, write_bundle
+from lambdaserve.bundle.reference import read_rows
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.invoke import LocalFunction, open_function, start
 from lambdaserve.functions.pythons import Progress, SilentProgress
@@ -39,10 +40,12 @@ def check_model(
     env_mode: str = "auto",
     progress: Progress | None = None,
     report: ModelReport | None = None,
+    reference: Path | None = None,
 ) -> Manifest:
     """Inspect, refuse if dangerous, load and smoke-test: the manifest of a checked model.
 
-    ``report``: the file's inspection, when the caller has made it already.
+    ``report``: the file's inspection, when the caller has made it already. ``reference``:
+    a sample of the training data (CSV or JSON Lines), summarized by the model's function.
     """
     progress = progress or SilentProgress()
     if model_path.is_dir():
@@ -54,6 +57,9 @@ def check_model(
     report = target.report
     if report is None:  # load_target always inspects a model file
         raise LambdaserveError(f"{model_path} could not be inspected.")
+    rows = _reference_rows(reference, progress) if reference is not None else None
+    if sample is not NO_SAMPLE:
+        target.sample = sample  # INIT's warm-up: also checks a pipeline's inner classifier
 
     # Lambda's largest memory size: the check measures what the model needs rather than
     # stopping it at a guess (deploy sizes the function from the measurement).
@@ -66,6 +72,7 @@ def check_model(
         description = function.describe()
         outputs, used_mb = _smoke_test(function, target.name, sample, description, progress)
         used_mb = max(used_mb, function.init_memory_mb)
+        summary = _summarize(function, rows, description, progress) if rows is not None else None
 
     return Manifest(
         name=target.name,
@@ -88,6 +95,8 @@ def check_model(
         trusted=trust,
         trusted_types=target.trusted_types,
         max_memory_used_mb=used_mb or None,
+        probabilities=description.get("probabilities"),
+        reference=summary,
         scan={k: v for k, v in report.to_dict().items() if k in ("imports", "dangerous", "by_value")},
         warnings=report.warnings,
     )
@@ -103,6 +112,7 @@ def package_model(
     requirements: list[str] | None = None,
     env_mode: str = "auto",
     progress: Progress | None = None,
+    reference: Path | None = None,
 ) -> tuple[Manifest, Path]:
     """``check_model``, then write the bundle directory (default ``bundles/NAME``)."""
     progress = progress or SilentProgress()
@@ -116,6 +126,7 @@ def package_model(
         requirements=requirements,
         env_mode=env_mode,
         progress=progress,
+        reference=reference,
     )
     destination = output or Path("bundles") / manifest.name
     write_bundle(destination, manifest, model_path)
@@ -150,6 +161,40 @@ def _smoke_test(
         if invocation.report is not None:
             used_mb = max(used_mb, invocation.report.max_memory_used_mb)
     return outputs, used_mb
+
+
+def _reference_rows(path: Path, progress: Progress) -> list[Any]:
+    progress.step(f"Reading the reference sample {path.name}")
+    rows, total = read_rows(path)
+    if total > len(rows):
+        progress.step(f"{total:,} rows: summarizing a random {len(rows):,} of them")
+    return rows
+
+
+def _summarize(
+    function: LocalFunction, rows: list[Any], description: dict[str, Any], progress: Progress
+) -> dict[str, Any]:
+    """The reference's statistics, computed beside the model (which checks the rows as
+    ``/predict`` would); only the statistics come back."""
+    progress.step(f"Summarizing {len(rows):,} reference rows")
+    names = description.get("feature_names")
+    columns: list[str] | None = None
+    if rows and all(isinstance(r, dict) for r in rows):
+        columns = list(rows[0])
+        if names:  # a training file often holds the label too: only the model's features
+            rows = [{n: r.get(n) for n in names} for r in rows]
+        else:  # a model fitted on arrays: the header's order is the features' order
+            rows = [[r.get(c) for c in columns] for r in rows]
+    answer = function.invoke({"lambdaserve": "reference", "rows": rows, "columns": columns})
+    payload = answer.payload if isinstance(answer.payload, dict) else {}
+    if answer.status != "ok" or "reference" not in payload:
+        detail = payload.get("error") or _error_text(answer.error, {}) or "no answer"
+        raise LambdaserveError(
+            f"The reference sample could not be summarized: {detail}",
+            "Give rows of the kind the model takes: a CSV whose header names its features, or "
+            "JSON Lines of instances as /predict takes them.",
+        )
+    return dict(payload["reference"])
 
 
 def _error_text(error: dict[str, Any] | None, response: dict[str, Any]) -> str:

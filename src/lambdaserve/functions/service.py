@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdaserve.bundle.pins import installed_version
+from lambdaserve.bundle.reference import reference_file
 from lambdaserve.functions.function import Function
 from lambdaserve.functions.logbook import LogBook
 from lambdaserve.functions.metrics import Metrics
@@ -172,6 +173,10 @@ class LambdaService:
             return PythonEnvironment(python=sys.executable, isolated=False)
         return self._python_for(self.catalog.versions[(name, int(version))])
 
+    def _reference_path(self, record: ModelVersion) -> str | None:
+        summary = record.manifest.get("reference")
+        return str(reference_file(summary, self.store.root / "references")) if summary else None
+
     def _build(
         self, name: str, version: str, python: PythonEnvironment, record: ModelVersion | None = None
     ) -> Function:
@@ -188,6 +193,8 @@ class LambdaService:
                 version=version,
                 trusted_types=record.manifest.get("trusted_types") or (),
                 sample=record.manifest.get("sample_input"),
+                probabilities=record.manifest.get("probabilities"),
+                reference=self._reference_path(record),
             )
             cwd = None
         return Function(

@@ -11,14 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lambdaserve.bundle.inspection import ModelReport, inspect_model
 from lambdaserve.bundle.manifest import Manifest, is_bundle, read_manifest
+from lambdaserve.bundle.reference import reference_file
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.pythons import Mismatch, PythonEnvironment
-from lambdaserve.runtime.variables import handler_variables
+from lambdaserve.functions.pythons import Mismatch, PythonEnvironment, cache_root
+from lambdaserve.runtime.variables import LOCAL_WARM_UP_BYTES, handler_variables
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+PACKAGE_WARM_UP_BYTES = 64 * 1024
 
 
 @dataclass
@@ -33,16 +36,25 @@ class Target:
     modules_by_distribution: dict[str, list[str]] = field(default_factory=dict)
     manifest: Manifest | None = None
     report: ModelReport | None = None
+    sample: Any = None  # a model file's sample (a bundle's is in its manifest)
 
     def handler_env(self, version: str | None = None) -> dict[str, str]:
         """The handler's variables, as ``serve`` sets them for the same bundle."""
+        manifest = self.manifest
+        reference = None
+        if manifest is not None and manifest.reference:
+            reference = str(reference_file(manifest.reference, cache_root() / "references"))
         return handler_variables(
             location=str(self.model_path.resolve()),
             sha256=self.sha256,
             model_format=self.format,
             version=version,
             trusted_types=self.trusted_types,
-            sample=self.manifest.sample_input if self.manifest is not None else None,
+            sample=manifest.sample_input if manifest is not None else self.sample,
+            # package's check: the whole sample, which also checks a pipeline's inner classifier
+            warm_up_bytes=LOCAL_WARM_UP_BYTES if manifest is not None else PACKAGE_WARM_UP_BYTES,
+            probabilities=manifest.probabilities if manifest is not None else None,
+            reference=reference,
         )
 
 

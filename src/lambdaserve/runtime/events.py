@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lambdaserve.runtime.errors import BadRequest, PayloadTooLarge
 
@@ -26,10 +26,17 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 _HOW = 'Send a JSON array of instances, e.g. ["some text"] or [[5.1, 3.5, 1.4, 0.2]].'
 
 
+Route = Literal["predict", "predict_proba", "explain"]
+
+
 @dataclass(frozen=True)
 class PredictionRequest:
-    instances: list[Any]
-    wants_proba: bool
+    instances: list[Any]  # for explain: the body as sent (instances, or options with them)
+    route: Route = "predict"
+
+    @property
+    def wants_proba(self) -> bool:
+        return self.route == "predict_proba"
 
 
 def parse_event(event: Any) -> PredictionRequest:
@@ -39,13 +46,23 @@ def parse_event(event: Any) -> PredictionRequest:
             "The event must be an object with a 'body', as API Gateway sends it. When invoking "
             'the function directly, wrap the instances: {"body": ["some text"]}.'
         )
-    route = event.get("resource") or event.get("path") or event.get("rawPath") or ""
-    wants_proba = isinstance(route, str) and route.rstrip("/").endswith("/predict_proba")
+    route = route_of(event)
     payload = _payload(event)
     if payload is None:
         raise BadRequest(f"The body is null. {_HOW}")
+    if route == "explain":
+        return PredictionRequest(instances=payload, route=route)
     instances = payload if isinstance(payload, list) else [payload]
-    return PredictionRequest(instances=instances, wants_proba=wants_proba)
+    return PredictionRequest(instances=instances, route=route)
+
+
+def route_of(event: Any) -> Route:
+    """Which route an event was sent to: the last part of its resource or path."""
+    if not isinstance(event, dict):
+        return "predict"
+    path = event.get("resource") or event.get("path") or event.get("rawPath")
+    last = path.rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) else ""
+    return "predict_proba" if last == "predict_proba" else "explain" if last == "explain" else "predict"
 
 
 def _payload(event: dict[str, Any]) -> Any:

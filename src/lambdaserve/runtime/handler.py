@@ -27,7 +27,9 @@ from typing import Any
 
 from lambdaserve.runtime import models, source, variables
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError, RequestError
-from lambdaserve.runtime.events import parse_event
+from lambdaserve.runtime.events import PredictionRequest, parse_event
+from lambdaserve.runtime.explaining import Explainer, parse_request
+from lambdaserve.runtime.instances import kind_of as instance_kind
 from lambdaserve.runtime.responses import proxy_response, to_json
 
 # Exceptions a model raises when the input does not fit it (wrong types, shapes, values).
@@ -40,9 +42,12 @@ _INPUT_ATTRIBUTE_ERROR = re.compile(r"^'(list|dict|str|int|float|bool|NoneType)'
 class PredictionService:
     """A loaded model plus the request/response contract around it."""
 
-    def __init__(self, model: models.EstimatorModel | models.ONNXModel, version: str) -> None:
+    def __init__(
+        self, model: models.EstimatorModel | models.ONNXModel, version: str, reference: str | None = None
+    ) -> None:
         self.model = model
         self.version = version
+        self.explainer = Explainer(model, reference)
         self._headers = {"x-lambdaserve-model-version": version}
         # route (wants_proba) -> whether batched outputs matched one-by-one calls
         self._batchable: dict[bool, bool] = {}
@@ -61,7 +66,10 @@ class PredictionService:
         trusted = [t for t in environ.get(variables.TRUSTED_TYPES, "").split(",") if t]
         model = models.load_model(path, fmt, trusted)
         version = environ.get(variables.MODEL_VERSION) or (expected or source.sha256_of(path))[:12]
-        service = cls(model, version)
+        service = cls(model, version, environ.get(variables.REFERENCE) or None)
+        route = getattr(model, "route", None)
+        if route is not None and environ.get(variables.PROBABILITIES) == route.path:
+            model.accept_route()  # checked on the sample when the model was packaged
         if environ.get(variables.WARM_UP):
             service.warm_up(environ[variables.WARM_UP])
         return service
@@ -69,10 +77,14 @@ class PredictionService:
     def warm_up(self, body: str) -> None:
         """Predict ``body`` once, answering nobody: the model's first-call costs are paid in INIT.
 
-        A sample the model does not take is ignored: it only means no warm-up.
+        The sample also checks a pipeline's inner classifier before its probabilities are
+        used (``models.EstimatorModel.check_route``). A sample the model does not take is
+        ignored: it only means no warm-up.
         """
         try:
             x = self.model.prepare(parse_event({"body": body}).instances)
+            if isinstance(self.model, models.EstimatorModel):
+                self.model.check_route(x)
             self.model.predict(x)
             if self.model.has_proba:
                 self.model.predict_proba(x)
@@ -98,8 +110,11 @@ class PredictionService:
         for i, event in enumerate(events):
             try:
                 request = parse_event(event)
+                logs[i]["route"] = request.route
+                if request.route == "explain":
+                    responses[i] = self._explain(request, contexts[i], logs[i])
+                    continue
                 logs[i]["batchSize"] = len(request.instances)
-                logs[i]["route"] = "predict_proba" if request.wants_proba else "predict"
                 if request.wants_proba and not self.model.has_proba:
                     raise BadRequest("This model has no predict_proba. Use /predict instead.")
                 pending[request.wants_proba].append(
@@ -119,6 +134,18 @@ class PredictionService:
     def _log_start(self, context: Any) -> dict[str, Any]:
         request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
         return {"requestId": request_id, "modelVersion": self.version}
+
+    def _explain(self, request: PredictionRequest, context: Any, log: dict[str, Any]) -> dict[str, Any]:
+        """LIME for each instance, on its own: never batched with predictions."""
+        instances, options = parse_request(request.instances)
+        log["batchSize"] = len(instances)
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        seconds_left = remaining() / 1000 if callable(remaining) else None
+        started = time.perf_counter()
+        answers = self.explainer.explain(instances, options, seconds_left)
+        log["predictMs"] = round((time.perf_counter() - started) * 1000, 3)
+        log["samples"] = options.num_samples * len(instances)
+        return proxy_response(200, answers, self._headers)
 
     def _call(self, x: Any, wants_proba: bool) -> Any:
         return self.model.predict_proba(x) if wants_proba else self.model.predict(x)
@@ -191,6 +218,25 @@ class PredictionService:
             self._headers,
         )
 
+    def summarize_reference(self, rows: Any, columns: Any = None) -> dict[str, Any]:
+        """The statistics ``/explain`` needs of a tabular model's training data, from rows as
+        ``/predict`` takes them. Asked by the package step with a direct invocation
+        (``{"lambdaserve": "reference", "rows": [...]}``), never through API Gateway."""
+        from lambdaserve.runtime.explanations import summarize_reference
+
+        if not isinstance(rows, list) or not rows:
+            return {"error": "The reference holds no rows."}
+        try:
+            kind = instance_kind(rows)
+            if kind == "text":
+                return {"error": "This model takes text: /explain needs no reference for it."}
+            self.model.prepare(rows)
+            names = self.model.feature_names or (list(columns) if isinstance(columns, list) else None)
+            matrix = [[r[n] for n in names] for r in rows] if kind == "record" and names else rows
+            return {"reference": summarize_reference(matrix, names)}
+        except (RequestError, ValueError) as exc:
+            return {"error": exc.message if isinstance(exc, RequestError) else str(exc)}
+
     def describe(self) -> dict[str, Any]:
         """What a bundle records about the model: used by the package step's smoke test."""
         model = self.model
@@ -200,6 +246,7 @@ class PredictionService:
             "feature_names": model.feature_names,
             "n_features": model.n_features,
             "classes": [str(c) for c in model.classes] if model.classes is not None else None,
+            "probabilities": model.probability_source(),
         }
 
 
@@ -234,6 +281,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if is_keep_warm(event):
         # The keep-warm schedule only needs INIT done and the environment kept: no prediction.
         return {"warm": True, "version": get_service().version}
+    if isinstance(event, dict) and event.get("lambdaserve") == "reference":
+        return get_service().summarize_reference(event.get("rows"), event.get("columns"))
     return get_service().handle(event, context)
 
 

@@ -23,6 +23,7 @@ from lambdaserve.runtime import instances as inst
 from lambdaserve.runtime.allowlist import RefusedGlobal, restricted_joblib_load, restricted_load
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError
 from lambdaserve.runtime.limits import TooLarge, check_zip
+from lambdaserve.runtime.probabilities import ProbabilityRoute, find_route
 
 FORMAT_BY_SUFFIX = {
     ".pkl": "pickle",
@@ -108,6 +109,39 @@ class EstimatorModel:
         classes = getattr(estimator, "classes_", None)
         self.classes: list[Any] | None = list(classes) if classes is not None else None
         self._calling = _prediction_context()
+        # Without its own predict_proba, a pipeline may still hold a classifier that has one
+        # (probabilities.py); it is used once it agrees with predict (``check_route``).
+        self.route: ProbabilityRoute | None = None if self.has_proba else find_route(estimator)
+        self.route_checked = False
+
+    def check_route(self, x: Any) -> bool:
+        """Use the pipeline's inner classifier for probabilities if, on the prepared instances
+        ``x``, its decoded argmax is what ``predict`` answers."""
+        route = self.route
+        if route is None or self.route_checked:
+            return self.route_checked
+        with self._calling():
+            agrees = route.agrees(self.estimator.predict(x), route.predict_proba(x))
+        if agrees:
+            self.accept_route()
+        return agrees
+
+    def accept_route(self) -> None:
+        """Take the route as checked (by ``check_route``, here or when the model was packaged)."""
+        if self.route is not None:
+            self.route_checked = self.has_proba = True
+            self.classes = self.route.classes
+
+    def probability_source(self) -> dict[str, Any]:
+        """Where probabilities come from, as ``inspect`` and the bundle report it."""
+        if self.route is None:
+            return {"source": "predict_proba" if self.has_proba else None}
+        return {
+            "source": "pipeline step" if self.route_checked else None,
+            "path": self.route.path,
+            "found": self.route.describe(),
+            "checked": self.route_checked,
+        }
 
     def prepare(self, instances: list[Any]) -> Any:
         kind = inst.kind_of(instances)
@@ -150,11 +184,16 @@ class EstimatorModel:
 
         return pd.concat(parts, ignore_index=True)
 
-    def predict_proba(self, x: Any) -> list[dict[str, Any]]:
+    def probability_rows(self, x: Any) -> Any:
+        """The probability matrix, one column per class of ``classes``."""
         with self._calling():
-            rows = self.estimator.predict_proba(x)
+            if self.route is not None and self.route_checked:
+                return self.route.predict_proba(x)
+            return self.estimator.predict_proba(x)
+
+    def predict_proba(self, x: Any) -> list[dict[str, Any]]:
         labels = [str(c) for c in self.classes] if self.classes is not None else None
-        return _label_rows(rows, labels)
+        return _label_rows(self.probability_rows(x), labels)
 
 
 def _prediction_context() -> Callable[[], contextlib.AbstractContextManager[Any]]:
@@ -245,6 +284,24 @@ class ONNXModel:
         if isinstance(rows, list):  # skl2onnx's ZipMap: already one {class: p} per row
             return [{str(k): float(v) for k, v in row.items()} for row in rows]
         return _label_rows(rows, None)
+
+    def probability_rows(self, x: Any) -> Any:
+        """The probability matrix; ``classes`` is set from a ZipMap's keys on the first call."""
+        import numpy as np
+
+        rows = self.session.run([self.outputs[1].name], x)[0]
+        if isinstance(rows, list):
+            keys = list(rows[0]) if rows else []
+            if self.classes is None:
+                self.classes = keys
+            return np.asarray([[row[k] for k in keys] for row in rows], dtype=float)
+        matrix = np.asarray(rows, dtype=float)
+        if self.classes is None and matrix.ndim == 2:
+            self.classes = list(range(matrix.shape[1]))
+        return matrix
+
+    def probability_source(self) -> dict[str, Any]:
+        return {"source": "the graph's second output" if self.has_proba else None}
 
 
 def _label_rows(rows: Any, labels: list[str] | None) -> list[dict[str, Any]]:

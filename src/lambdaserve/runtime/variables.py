@@ -10,6 +10,10 @@ function) write them with ``handler_variables``.
     LAMBDASERVE_MODEL_VERSION    reported in x-lambdaserve-model-version (default: hash prefix)
     LAMBDASERVE_TRUSTED_TYPES    comma-separated types a skops file may build
     LAMBDASERVE_WARM_UP          a request body (the packaged sample) predicted once during INIT
+    LAMBDASERVE_PROBABILITIES    the pipeline step whose predict_proba the package step checked
+                                 (``probabilities.py``), e.g. ``ilr.lr``
+    LAMBDASERVE_REFERENCE        path or s3 URL of the reference statistics /explain needs for
+                                 tabular models (``reference.json`` in the bundle)
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ MODEL_FORMAT = "LAMBDASERVE_MODEL_FORMAT"
 MODEL_VERSION = "LAMBDASERVE_MODEL_VERSION"
 TRUSTED_TYPES = "LAMBDASERVE_TRUSTED_TYPES"
 WARM_UP = "LAMBDASERVE_WARM_UP"
+PROBABILITIES = "LAMBDASERVE_PROBABILITIES"
+REFERENCE = "LAMBDASERVE_REFERENCE"
 
 LOCAL_WARM_UP_BYTES = 4096
 AWS_WARM_UP_BYTES = 1024  # Lambda holds 4 KB of variables in all
@@ -38,10 +44,18 @@ def handler_variables(
     sample: Any = None,
     warm_up_bytes: int = LOCAL_WARM_UP_BYTES,
     location: str | None = None,
+    probabilities: dict[str, Any] | None = None,
+    reference: str | None = None,
 ) -> dict[str, str]:
     """What the handler needs to load and name a model. ``location`` (the file's path or S3
-    URL) is left out when the caller can only know it later (an S3 object's version)."""
+    URL) is left out when the caller can only know it later (an S3 object's version);
+    ``probabilities`` is the manifest's record of where probabilities come from, and
+    ``reference`` the reference statistics' path or S3 URL."""
     variables = {MODEL_SHA256: sha256, MODEL_FORMAT: model_format}
+    if probabilities and probabilities.get("checked") and probabilities.get("path"):
+        variables[PROBABILITIES] = str(probabilities["path"])
+    if reference:
+        variables[REFERENCE] = reference
     if location is not None:
         variables[MODEL] = location
     if version is not None:

@@ -152,8 +152,8 @@ class Store:
     def add_version(self, name: str, manifest: dict[str, Any], model_file: Path) -> tuple[ModelVersion, bool]:
         """Publish ``model_file`` as the next version of ``name``; (version, created).
 
-        As Lambda's PublishVersion: when the latest version has the same content, it is
-        returned and no new version is made.
+        As Lambda's PublishVersion: when the latest version has the same content (the same
+        file, and the same reference statistics), it is returned and no new version is made.
         """
         sha = manifest["sha256"]
         suffix = Path(manifest.get("model_file") or model_file.name).suffix
@@ -162,7 +162,10 @@ class Store:
             latest = db.execute(
                 "SELECT * FROM versions WHERE model = ? ORDER BY version DESC LIMIT 1", (name,)
             ).fetchone()
-            if latest is not None and latest["sha256"] == sha:
+            same_reference = latest is not None and (
+                json.loads(latest["manifest"]).get("reference") == manifest.get("reference")
+            )
+            if latest is not None and latest["sha256"] == sha and same_reference:
                 return _version(latest), False
             number = (latest["version"] if latest else 0) + 1
             db.execute(

@@ -276,30 +276,39 @@
     $("endpoint").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
-  $("try-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.currentTarget;
+  // Send (route "predict") or Explain (route "explain": LIME, drawn above the raw answer).
+  async function tryRoute(route) {
+    const form = $("try-form");
     const headers = { "Content-Type": "application/json" };
     const typed = $("try-key").value.trim();
     if (form.dataset.key || typed) headers["x-api-key"] = form.dataset.key || typed;
-    $("try-button").disabled = true;
+    $("try-button").disabled = $("explain-button").disabled = true;
+    $("try-explanation").hidden = true;
     const started = performance.now();
     try {
       let response;
-      if (form.dataset.direct) {
-        let parsed;
-        try { parsed = JSON.parse($("try-body").value); } catch {
+      let parsed;
+      try { parsed = JSON.parse($("try-body").value); } catch {
+        if (form.dataset.direct || route === "explain") {
           throw new Error('The body is not valid JSON: write it as a request body, e.g. ["some text"].');
         }
-        const invoked = await fetch(form.dataset.direct, { method: "POST", body: JSON.stringify({ body: parsed }) });
+      }
+      if (form.dataset.direct) {
+        const invoked = await fetch(form.dataset.direct, {
+          method: "POST", body: JSON.stringify({ body: parsed, resource: `/model/${route}` }),
+        });
         const answer = await invoked.json();  // the handler's proxy response, or Lambda's error
         response = invoked.ok && answer.statusCode
           ? new Response(answer.body, { status: answer.statusCode })
           : new Response(JSON.stringify(answer), { status: invoked.ok ? 502 : invoked.status });
       } else {
-        response = await fetch(form.dataset.url, { method: "POST", headers, body: $("try-body").value });
+        const url = route === "explain" ? form.dataset.url.replace(/\/predict$/, "/explain") : form.dataset.url;
+        response = await fetch(url, { method: "POST", headers, body: $("try-body").value });
       }
       const text = await response.text();
+      if (route === "explain" && response.ok) {
+        try { drawExplanations(Array.isArray(parsed) ? parsed : [parsed], JSON.parse(text)); } catch { /* raw below */ }
+      }
       const latency = performance.now() - started;
       const status = $("try-status");
       status.hidden = false;
@@ -313,7 +322,65 @@
     } catch (error) {
       showError(error);
     } finally {
-      $("try-button").disabled = false;
+      $("try-button").disabled = $("explain-button").disabled = false;
     }
-  });
+  }
+
+  $("try-form").addEventListener("submit", (event) => { event.preventDefault(); tryRoute("predict"); });
+  $("explain-button").addEventListener("click", () => tryRoute("explain"));
+
+  // Text: each word tinted by its weight for the first explained label (green for, red
+  // against; the weight in its title). Tabular: one bar per feature condition.
+  function drawExplanations(instances, answers) {
+    const box = $("try-explanation");
+    box.replaceChildren();
+    answers.forEach((answer, i) => {
+      const first = answer.explanations[0];
+      const weights = new Map(first.weights.map(([feature, weight]) => [String(feature), weight]));
+      const largest = Math.max(...first.weights.map(([, w]) => Math.abs(w)), 1e-12);
+      const heading = document.createElement("p");
+      heading.textContent = `${answer.label} (${(100 * answer.probability).toFixed(1)}%): why ` +
+        `${first.label}, green for and red against` + (answer.note ? `. ${answer.note}` : "");
+      box.append(heading);
+      const instance = instances[i];
+      if (typeof instance === "string") {
+        const text = document.createElement("p");
+        text.className = "explained-text";
+        let last = 0;
+        for (const match of instance.matchAll(/[\p{L}\p{N}_]+/gu)) {
+          text.append(instance.slice(last, match.index));
+          const weight = weights.get(match[0]);
+          if (weight === undefined) {
+            text.append(match[0]);
+          } else {
+            const mark = document.createElement("mark");
+            mark.textContent = match[0];
+            mark.title = `${weight >= 0 ? "+" : ""}${weight.toFixed(4)}`;
+            mark.className = weight >= 0 ? "for" : "against";
+            mark.style.setProperty("--strength", (0.25 + 0.75 * Math.abs(weight) / largest).toFixed(2));
+            text.append(mark);
+          }
+          last = match.index + match[0].length;
+        }
+        text.append(instance.slice(last));
+        box.append(text);
+      }
+      const table = document.createElement("table");
+      table.className = "weights";
+      const caption = document.createElement("caption");
+      caption.textContent = `Weights for ${first.label}`;
+      table.append(caption);
+      for (const [feature, weight] of first.weights) {
+        const row = table.insertRow();
+        row.insertCell().textContent = feature;
+        row.insertCell().textContent = `${weight >= 0 ? "+" : ""}${weight.toFixed(4)}`;
+        const bar = document.createElement("span");
+        bar.className = `bar ${weight >= 0 ? "for" : "against"}`;
+        bar.style.width = `${(100 * Math.abs(weight) / largest).toFixed(0)}%`;
+        row.insertCell().append(bar);
+      }
+      box.append(table);
+    });
+    box.hidden = false;
+  }
 })();
