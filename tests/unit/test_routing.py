@@ -84,7 +84,7 @@ def test_the_canary_takes_its_weight_of_requests(store: Store, rng: float, versi
     [
         ("POST", "/test/iris/predict"),  # a stage that does not serve iris
         ("POST", "/prod/other/predict"),  # a model not on the stage
-        ("POST", "/prod/iris/explain"),  # a route that does not exist
+        ("POST", "/prod/iris/describe"),  # a route that does not exist
         ("GET", "/prod/iris/predict"),  # a method that does not exist
         ("POST", "/prod/iris/predict_proba"),  # version 1 has no predict_proba
         ("POST", "/prod/iris"),

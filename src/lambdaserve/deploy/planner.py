@@ -149,7 +149,7 @@ def _plan_bundles(plan: Plan, desired: Desired, current: Current) -> dict[str, s
             if key in current.objects:
                 versions[key] = current.objects[key]
                 continue
-            output = f"upload-{what}-{release.version}"
+            output = f"upload-{release.version}" if what == "model" else f"upload-{what}-{release.version}"
             plan.add(
                 Call(
                     "s3",

@@ -23,6 +23,7 @@ too long, answers 504 with the number of samples that would fit.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -134,25 +135,28 @@ class Explainer:
             classes = self._classes(instance, one_hot)
             predict = self._predict_fn(kind, classes, one_hot)
             indices = self._label_indices(options.labels, classes)
-            common = {
-                "num_features": options.num_features,
-                "num_samples": options.num_samples,
-                "labels": indices,
-                "top_labels": options.top_labels if indices is None else None,
-                "random_state": options.random_state,
-                "deadline": deadline,
-                "clock": clock,
-            }
-            if indices is None and options.top_labels is None:
-                common["top_labels"] = 1
+            explain = functools.partial(
+                explanations.explain_text if kind == "text" else explanations.explain_tabular,
+                num_features=options.num_features,
+                num_samples=options.num_samples,
+                labels=indices,
+                # the predicted label unless told otherwise
+                top_labels=None if indices is not None else (options.top_labels or 1),
+                random_state=options.random_state,
+                deadline=deadline,
+                clock=clock,
+            )
             try:
                 if kind == "text":
-                    found = explanations.explain_text(instance, predict, **common)
+                    found = explain(instance, predict)
                 else:
-                    row = self._row(instance, kind)
-                    found = explanations.explain_tabular(row, predict, self._load_reference(), **common)
+                    found = explain(self._row(instance, kind), predict, self._load_reference())
             except explanations.ExplainTooSlow as slow:
                 raise ExplainTimeout(slow, options.num_samples) from None
+            except ModelCallFailed as failed:  # the model's own error: answered as /predict's
+                raise failed.error from None
+            except ValueError as exc:  # LIME's checks of what was asked
+                raise BadRequest(f"Cannot explain this: {exc}.") from None
             answers.append(_answer(found, classes, one_hot))
         return answers
 
@@ -179,7 +183,7 @@ class Explainer:
             return model.prepare(list(rows))
 
         if not one_hot:
-            return lambda batch: np.asarray(model.probability_rows(prepared(batch)), dtype=float)
+            return _reporting(lambda batch: np.asarray(model.probability_rows(prepared(batch)), dtype=float))
         position = {label: i for i, label in enumerate(classes)}
         other = position.get(f"not {classes[0]}")
 
@@ -193,7 +197,7 @@ class Explainer:
                     out[i, column] = 1.0
             return out
 
-        return hard
+        return _reporting(hard)
 
     def _label_indices(self, labels: tuple[str, ...] | None, classes: list[str]) -> list[int] | None:
         if labels is None:
@@ -229,6 +233,24 @@ class Explainer:
         path = source.fetch(self.reference_location)
         self._reference = json.loads(path.read_text())
         return self._reference
+
+
+class ModelCallFailed(Exception):
+    """The model raised while LIME asked it: kept apart from LIME's own ValueErrors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _reporting(predict: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def call(batch: Any) -> Any:
+        try:
+            return predict(batch)
+        except Exception as exc:
+            raise ModelCallFailed(exc) from exc
+
+    return call
 
 
 def _first(values: Any) -> Any:

@@ -67,8 +67,8 @@ class PredictionService:
         model = models.load_model(path, fmt, trusted)
         version = environ.get(variables.MODEL_VERSION) or (expected or source.sha256_of(path))[:12]
         service = cls(model, version, environ.get(variables.REFERENCE) or None)
-        route = getattr(model, "route", None)
-        if route is not None and environ.get(variables.PROBABILITIES) == route.path:
+        checked = environ.get(variables.PROBABILITIES)
+        if isinstance(model, models.EstimatorModel) and model.route and model.route.path == checked:
             model.accept_route()  # checked on the sample when the model was packaged
         if environ.get(variables.WARM_UP):
             service.warm_up(environ[variables.WARM_UP])
@@ -222,7 +222,7 @@ class PredictionService:
         """The statistics ``/explain`` needs of a tabular model's training data, from rows as
         ``/predict`` takes them. Asked by the package step with a direct invocation
         (``{"lambdaserve": "reference", "rows": [...]}``), never through API Gateway."""
-        from lambdaserve.runtime.explanations import summarize_reference
+        from lambdaserve.runtime.reference import summarize_reference
 
         if not isinstance(rows, list) or not rows:
             return {"error": "The reference holds no rows."}
