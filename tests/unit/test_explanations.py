@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -372,6 +373,8 @@ def test_too_slow_after_the_first_batch_says_how_many_samples_fit() -> None:
         )
     assert (raised.value.estimated_s, raised.value.budget_s, raised.value.fitting_samples) == (1000, 400, 400)
     assert predict.calls == [100]
+    copy = pickle.loads(pickle.dumps(raised.value))  # it may cross a process boundary
+    assert (copy.fitting_samples, str(copy)) == (400, str(raised.value))
 
 
 def test_a_model_slowing_down_is_caught_before_the_next_batch() -> None:

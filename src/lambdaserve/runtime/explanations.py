@@ -71,6 +71,10 @@ TEXT_KERNEL_WIDTH = 25.0
 class ExplainTooSlow(Exception):
     """The model's pace, measured on the first batches, would take the explanation past its deadline."""
 
+    estimated_s: float  # the whole explanation at that pace
+    budget_s: float  # from the call to the deadline
+    fitting_samples: int  # how many samples would fit at that pace
+
     def __init__(self, estimated_s: float, budget_s: float, fitting_samples: int) -> None:
         self.estimated_s = estimated_s
         self.budget_s = budget_s
@@ -84,6 +88,10 @@ class ExplainTooSlow(Exception):
             f"explaining would take about {estimated_s:.1f} s, "
             f"more than the {budget_s:.1f} s allowed; {advice}"
         )
+
+    def __reduce__(self) -> tuple[type[ExplainTooSlow], tuple[float, float, int]]:
+        # Exceptions pickle as cls(*args), and args holds the message alone: keep the fields.
+        return type(self), (self.estimated_s, self.budget_s, self.fitting_samples)
 
 
 @dataclass(frozen=True)
