@@ -14,7 +14,7 @@ samples and weights within 1e-6 (``tests/unit/test_explanations.py`` compares th
 One explanation: draw every perturbed sample first (lime's stream, whatever the batching), call
 ``predict_proba`` on them ``batch_size`` at a time, row 0 (the instance itself) first, and give up
 with ``ExplainTooSlow`` as soon as the pace measured says the deadline would pass; then fit one
-weighted ridge model per label, as ``lime_base.LimeBase.explain_instance_with_data`` does.
+weighted ridge model per label (``local_model.py``), as lime's ``explain_instance_with_data`` does.
 
 Constraints: the standard library at import time; numpy when an explanation runs; scipy only in
 ``explain_tabular`` (lime draws from ``scipy.stats.truncnorm``, whose stream it must share).
@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lambdaserve.runtime.local_model import WeightedRidge
 from lambdaserve.runtime.reference import read_reference, summarize_reference
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ TEXT_KERNEL_WIDTH = 25.0
 class ExplainTooSlow(Exception):
     """The model's pace, measured on the first batches, would take the explanation past its deadline."""
 
+    estimated_s: float  # the whole explanation at that pace
+    budget_s: float  # from the call to the deadline
+    fitting_samples: int  # how many samples would fit at that pace
+
     def __init__(self, estimated_s: float, budget_s: float, fitting_samples: int) -> None:
         self.estimated_s = estimated_s
         self.budget_s = budget_s
@@ -83,6 +88,10 @@ class ExplainTooSlow(Exception):
             f"explaining would take about {estimated_s:.1f} s, "
             f"more than the {budget_s:.1f} s allowed; {advice}"
         )
+
+    def __reduce__(self) -> tuple[type[ExplainTooSlow], tuple[float, float, int]]:
+        # Exceptions pickle as cls(*args), and args holds the message alone: keep the fields.
+        return type(self), (self.estimated_s, self.budget_s, self.fitting_samples)
 
 
 @dataclass(frozen=True)
@@ -382,7 +391,7 @@ def _explain(
         labels = [int(label) for label in np.argsort(first)[-options.top_labels :]][::-1]
     else:
         labels = options.labels if options.labels is not None else [1]
-    ridge = _WeightedRidge(data, np.sqrt(np.exp(-(distances**2) / kernel_width**2)))
+    ridge = WeightedRidge(data, np.sqrt(np.exp(-(distances**2) / kernel_width**2)))
     explained = []
     for label in labels:
         y = probabilities[:, label]
@@ -402,72 +411,6 @@ def _explain(
             )
         )
     return Explanation([float(p) for p in first], explained, options.num_samples)
-
-
-class _WeightedRidge:
-    """scikit-learn's ``Ridge(alpha, fit_intercept=True)`` with ``sample_weight``, in closed form.
-
-    As sklearn does: centre by the weighted means, scale rows by the root of their weight, solve
-    (X'X + alpha I) b = X'y by Cholesky, and fall back to the SVD when X'X + alpha I is singular
-    (forward selection fits with alpha 0). The intercept is mean(y) - mean(X) b.
-    """
-
-    def __init__(self, data: Array, weights: Array) -> None:
-        np = _numpy()
-        self.data = data
-        self.weights = weights
-        self.means = np.average(data, axis=0, weights=weights)
-        self.root_weights = np.sqrt(weights)
-        self.scaled = (data - self.means) * self.root_weights[:, np.newaxis]
-
-    def fit(self, y: Array, features: list[int], alpha: float) -> tuple[Array, float]:
-        np = _numpy()
-        y_mean = float(np.average(y, weights=self.weights))
-        x = self.scaled[:, features]
-        target = (y - y_mean) * self.root_weights
-        gram = x.T @ x
-        gram[np.diag_indices_from(gram)] += alpha
-        try:
-            np.linalg.cholesky(gram)
-            coef = np.linalg.solve(gram, x.T @ target)
-        except np.linalg.LinAlgError:
-            u, s, vt = np.linalg.svd(x, full_matrices=False)
-            kept = s > 1e-15
-            shrink = np.zeros_like(s)
-            shrink[kept] = s[kept] / (s[kept] ** 2 + alpha)
-            coef = vt.T @ (shrink * (u.T @ target))
-        return coef, y_mean - float(self.means[features] @ coef)
-
-    def score(self, y: Array, predicted: Array) -> float:
-        """sklearn's weighted r2_score, where a constant y scores 1.0 if fitted exactly, else 0.0."""
-        np = _numpy()
-        residual = float((self.weights * (y - predicted) ** 2).sum())
-        spread = float((self.weights * (y - np.average(y, weights=self.weights)) ** 2).sum())
-        if spread == 0.0:
-            return 1.0 if residual == 0.0 else 0.0
-        return 1.0 - residual / spread
-
-    def select(self, y: Array, num_features: int) -> list[int]:
-        """lime's feature_selection='auto': forward selection up to 6 features, else the largest
-        |coefficient x instance value| of a ridge (alpha 0.01) on every feature."""
-        n_features = self.data.shape[1]
-        if num_features > 6:
-            coef, _ = self.fit(y, list(range(n_features)), alpha=0.01)
-            weighted = (coef * self.data[0]).tolist()
-            return sorted(range(n_features), key=lambda f: abs(weighted[f]), reverse=True)[:num_features]
-        used: list[int] = []
-        for _ in range(min(num_features, n_features)):
-            best, best_score = 0, -100000000.0
-            for feature in range(n_features):
-                if feature in used:
-                    continue
-                candidate = [*used, feature]
-                coef, intercept = self.fit(y, candidate, alpha=0.0)
-                score = self.score(y, self.data[:, candidate] @ coef + intercept)
-                if score > best_score:
-                    best, best_score = feature, score
-            used.append(best)
-        return used
 
 
 def _split_words(text: str) -> tuple[list[str], list[int], list[str]]:
