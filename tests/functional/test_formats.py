@@ -120,6 +120,7 @@ def test_describe_reports_what_a_bundle_records(environment_for: Any, fmt: str) 
         "feature_names": FEATURES,
         "n_features": 4,
         "classes": CLASSES,
+        "probabilities": {"source": "predict_proba"},
     }
 
 
@@ -147,6 +148,7 @@ def test_the_cloudpickle_text_model_loads_with_its_class_carried_by_value(text_m
         "feature_names": None,
         "n_features": None,
         "classes": ["religion", "space"],
+        "probabilities": {"source": "predict_proba"},
     }
 
 

@@ -189,6 +189,7 @@ def test_explain_answers_the_label_its_probability_and_weighted_words(
         ({"instances": [ORBIT], "labels": ["nope"]}, "religion, space"),
         ({"instances": [ORBIT], "labels": ["space"], "top_labels": 2}, "not both"),
         ({"instances": [ORBIT], "colour": "red"}, "Unknown explain option"),
+        ({"instances": [ORBIT], "labels": None}, "leave the option out"),
         ({"instances": [ORBIT] * 11}, "at most 10"),
         ({"instances": ["   "]}, "no words"),
     ],

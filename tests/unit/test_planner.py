@@ -426,3 +426,31 @@ def test_a_new_base_or_architecture_tags_the_function_and_points_it_at_the_new_i
     assert code.params["Architectures"] == ["arm64"]
     [tag] = calls(plan.steps, "tag_resource")
     assert tag.params["Tags"]["lambdaserve:base"].endswith("b" * 64)
+
+
+def test_explain_adds_its_route_and_a_reference_travels_to_s3_beside_the_model(tmp_path: Path) -> None:
+    # GIVEN a tabular release with reference statistics, deployed with /explain
+    reference = tmp_path / "reference-0123456789abcdef.json"
+    reference.write_text("{}")
+    want = desired(release=replace(release(), reference_file=reference), explain=True)
+    plan = plan_deploy(want, Current())
+    # THEN the stage's API has the route, beside predict and predict_proba
+    parts = [
+        s.params.get("pathPart")
+        for s in plan.steps
+        if isinstance(s, Call) and s.operation == "create_resource"
+    ]
+    assert {"predict", "predict_proba", "explain"} <= set(parts)
+    # AND the statistics are uploaded once, and reach the function pinned to their S3 version
+    uploads = [s.params["Key"] for s in plan.steps if isinstance(s, Call) and s.operation == "put_object"]
+    assert uploads == [
+        NAMES.bundle_key("news", "a" * 64, ".pickle"),
+        f"{NAMES.bundle_prefix('news')}{reference.name}",
+    ]
+    function = next(s for s in plan.steps if isinstance(s, Call) and s.operation == "create_function")
+    location = function.params["Environment"]["Variables"]["LAMBDASERVE_REFERENCE"]
+    outputs = {"upload-1": {"VersionId": "m"}, "upload-reference-1": {"VersionId": "r"}}
+    assert resolve(location, outputs) == f"s3://{NAMES.bucket}/{uploads[1]}?versionId=r"
+    # AND without --explain there is no such route
+    plain = plan_deploy(desired(), Current())
+    assert "explain" not in [s.params.get("pathPart") for s in plain.steps if isinstance(s, Call)]

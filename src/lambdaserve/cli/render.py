@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from lambdaserve.bundle.inspection import ModelReport
@@ -101,8 +102,22 @@ def show_manifest(manifest: Manifest, location: str) -> None:
         f"sha256 {manifest.sha256[:16]}…)\n"
         f"  Python {manifest.python} · made {manifest.created} by lambdaserve {manifest.lambdaserve_version}"
     )
-    routes = "predict, predict_proba" if manifest.has_proba else "predict"
+    routes = "predict, predict_proba, explain" if manifest.has_proba else "predict, explain"
     out.print(f"  routes: {routes}")
+    found = manifest.probabilities or {}
+    if found.get("found"):
+        verdict = (
+            "checked on the sample: its argmax, decoded, is predict's answer"
+            if found.get("checked")
+            else "[yellow]not used[/]: not checked (give --sample) or its argmax disagrees with predict"
+        )
+        out.print(f"  probabilities: {escape(str(found['found']))}, {verdict}")
+    elif not manifest.has_proba:
+        out.print("  probabilities: none (/explain uses one-hot predictions)")
+    if manifest.reference:
+        out.print(
+            f"  reference: statistics of {manifest.reference.get('n_rows', '?')} training rows (for /explain)"
+        )
     if manifest.feature_names:
         out.print(f"  features ({len(manifest.feature_names)}): {', '.join(manifest.feature_names)}")
     elif manifest.n_features:

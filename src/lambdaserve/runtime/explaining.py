@@ -72,6 +72,9 @@ def parse_request(payload: Any) -> tuple[list[Any], ExplainOptions]:
     unknown = sorted(set(payload) - set(_OPTIONS))
     if unknown:
         raise BadRequest(f"Unknown explain option {unknown[0]!r}. The options are: {', '.join(_OPTIONS)}.")
+    nulls = sorted(k for k, v in payload.items() if v is None)
+    if nulls:
+        raise BadRequest(f'"{nulls[0]}" is null: leave the option out to take its default.')
     raw = payload["instances"]
     instances = raw if isinstance(raw, list) else [raw]
     labels = payload.get("labels")
