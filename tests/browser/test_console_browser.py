@@ -183,6 +183,13 @@ def test_uploading_the_newsgroups_model_gives_an_endpoint_that_answers_try_it(
     expect(page.locator("#try-response")).to_contain_text("sci.space")
     expect(page.locator("#try-latency")).to_contain_text(" ms")
     shoot(page, screenshots, "upload")
+    # AND Explain draws the post with its words tinted by their LIME weight, and the weights
+    page.click("#explain-button")
+    expect(page.locator("#try-status")).to_have_text("200 OK", timeout=30_000)
+    expect(page.locator("#try-explanation")).to_be_visible()
+    expect(page.locator("#try-explanation mark.for").first).to_be_visible()
+    expect(page.locator("#try-explanation table.weights tr")).to_have_count(6)
+    shoot(page, screenshots, "explain")
     shown.update(url=url, key=key)
 
 

@@ -507,7 +507,7 @@ def test_destroying_one_model_keeps_the_others_endpoints(
         apigw = boto3.client("apigateway", region_name=REGION)
         [api] = [a for a in apigw.get_rest_apis()["items"] if a["name"] == f"lambdaserve-{project}-test"]
         paths = {r["path"] for r in apigw.get_resources(restApiId=api["id"])["items"]}
-        assert paths == {"/", "/topics", "/topics/predict", "/topics/predict_proba"}
+        assert paths == {"/", "/topics", "/topics/predict", "/topics/predict_proba", "/topics/explain"}
         iam = boto3.client("iam", region_name=REGION)
         assert [r["RoleName"] for r in iam.list_roles()["Roles"] if project in r["RoleName"]] == [
             f"lambdaserve-{project}-topics"
@@ -600,8 +600,13 @@ def test_each_stage_is_an_api_of_its_own_with_only_its_models_and_its_own_key(
         # THEN test's API holds both models, prod's only topics (iris there: 403 Missing Authentication Token)
         apis = apis_of(project)
         test_api, prod_api = apis[f"lambdaserve-{project}-test"], apis[f"lambdaserve-{project}-prod"]
-        topics = {"/", "/topics", "/topics/predict", "/topics/predict_proba"}
-        assert paths_of(test_api) == topics | {"/iris", "/iris/predict", "/iris/predict_proba"}
+        topics = {"/", "/topics", "/topics/predict", "/topics/predict_proba", "/topics/explain"}
+        assert paths_of(test_api) == topics | {
+            "/iris",
+            "/iris/predict",
+            "/iris/predict_proba",
+            "/iris/explain",
+        }
         assert paths_of(prod_api) == topics
         assert results[("iris", "test")].url == (
             f"https://{test_api}.execute-api.{REGION}.amazonaws.com/test/iris/predict"
@@ -628,6 +633,7 @@ def test_each_stage_is_an_api_of_its_own_with_only_its_models_and_its_own_key(
             "/topics",
             "/topics/predict",
             "/topics/predict_proba",
+            "/topics/explain",
         }
     finally:
         destroy(store, project)
@@ -747,6 +753,7 @@ def test_a_project_on_the_one_api_layout_moves_stage_by_stage_with_its_keys(
             "/topics",
             "/topics/predict",
             "/topics/predict_proba",
+            "/topics/explain",
         }
         # AND a deploy after that changes nothing
         assert not run(store, CallLog(), registry, DeployOptions("topics", "prod", project=project)).changed

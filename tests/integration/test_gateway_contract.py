@@ -135,7 +135,7 @@ def test_the_handlers_client_errors_pass_through(
         ("POST", "/test/nothing/predict"),  # unknown model
         ("POST", "/prod/topics/predict"),  # unknown stage
         ("GET", "/test/topics/predict"),  # wrong method
-        ("POST", "/test/topics/explain"),  # unknown route
+        ("POST", "/test/topics/describe"),  # unknown route
         ("POST", "/test/topics"),
         ("POST", "/anything"),
         ("POST", "/test/sizes/predict_proba"),  # a model without predict_proba
@@ -308,6 +308,7 @@ def test_openapi_lists_every_served_prediction_route(contract: Contract) -> None
         "/test/iris/predict",
         "/test/iris/predict_proba",
         "/test/sizes/predict",
+        *(f"/test/{model}/explain" for model in ("topics", "iris", "sizes")),
     }
     assert spec["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
 

@@ -79,6 +79,9 @@ def test_the_canary_takes_its_weight_of_requests(store: Store, rng: float, versi
     assert (answer.status, json.loads(answer.body)) == (200, {"version": version})
 
 
+IRIS_ROUTES = "POST /prod/iris/predict, POST /prod/iris/explain"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -127,8 +130,8 @@ def test_an_unknown_route_keeps_aws_body_and_a_header_names_the_routes_there_are
     # THEN AWS's body is unchanged, the header says which routes exist, and serve is told once per route
     assert {a.body for a in answers} == {b'{"message":"Missing Authentication Token"}'}
     assert [a.headers["x-lambdaserve-hint"] for a in answers] == [
-        "No POST /prod/iirs/predict on stage prod. Routes: POST /prod/iris/predict, POST /prod/iris/explain.",
-        "No POST /prod/iirs/predict on stage prod. Routes: POST /prod/iris/predict, POST /prod/iris/explain.",
-        "No POST /nope/iris/predict (no such stage here). Routes: POST /prod/iris/predict, POST /prod/iris/explain.",
+        f"No POST /prod/iirs/predict on stage prod. Routes: {IRIS_ROUTES}.",
+        f"No POST /prod/iirs/predict on stage prod. Routes: {IRIS_ROUTES}.",
+        f"No POST /nope/iris/predict (no such stage here). Routes: {IRIS_ROUTES}.",
     ]
     assert [e["request"] for e in events] == ["POST /prod/iirs/predict", "POST /nope/iris/predict"]
