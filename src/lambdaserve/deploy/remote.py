@@ -37,6 +37,33 @@ def deployed(store: Store, project: str, model: str, stage: str) -> list[Deploym
     return [d for d in store.deployments(project, model) if d.stage == stage and d.status == "deployed"]
 
 
+def last_deploys(store: Store, project: str) -> dict[tuple[str, str], Deployment]:
+    """What each (model, stage) of the project last got from a deploy here, destroyed ones left out."""
+    latest: dict[tuple[str, str], Deployment] = {}
+    for d in store.deployments(project):
+        if d.status == "destroyed":
+            latest = {k: v for k, v in latest.items() if d.model not in ("*", k[0])}
+        elif d.status == "deployed":
+            latest[(d.model, d.stage)] = d
+    return latest
+
+
+def deployed_endpoint(store: Store, project: str | None, model: str, stage: str) -> Deployment:
+    """The last deploy of a model's stage that is still up, as recorded here: its URL, region."""
+    name = project_name(project, store.root)
+    latest = last_deploys(store, name)
+    found = latest.get((model, stage))
+    if found is None or not found.url:
+        there = ", ".join(f"{m}@{s}" for m, s in sorted(latest)) or "nothing"
+        raise LambdaserveError(
+            f"{model!r} was never deployed to the stage {stage!r} of project {name} from {store.root}"
+            f" (deployed from here: {there}).",
+            f"Deploy it first (lambdaserve deploy {model} --stage {stage}), pass --project or "
+            "--state-dir for another project, or give the endpoint's URL as TARGET.",
+        )
+    return found
+
+
 def promote_options(
     store: Store, options: DeployOptions, version: int, canary_weight: float | None
 ) -> DeployOptions:
