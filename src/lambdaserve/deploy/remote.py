@@ -8,6 +8,7 @@ their versions from Lambda, so it shows the truth even when someone changed AWS 
 
 from __future__ import annotations
 
+import collections
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -221,6 +222,46 @@ def remote_api_key(
 def _model_version(version: dict[str, Any] | None) -> int | None:
     match = _DESCRIPTION.match((version or {}).get("Description", ""))
     return int(match.group("version")) if match else None
+
+
+_STREAM_VERSION = re.compile(r"\[(\$LATEST|\d+)\]")  # Lambda's streams: 2026/12/03/[7]<id>
+
+
+def remote_reports(
+    aws: AWS, names: Names, model: str, stage: str | None, since_ms: int, limit: int = 10_000
+) -> tuple[list[str], list[str] | None]:
+    """The function's REPORT lines in CloudWatch Logs since ``since_ms`` (newest ``limit``),
+    and, for a stage, the Lambda versions its alias routes to: only their streams count
+    (a stream's name holds the version that wrote it)."""
+    group = names.log_group(model)
+    function = names.function(model)
+    versions: list[str] | None = None
+    if stage is not None:
+        alias = aws.find("lambda", "get_alias", FunctionName=function, Name=stage)
+        if alias is None:
+            raise LambdaserveError(
+                f"The function {function} has no stage {stage!r} in {aws.region}.",
+                f"Deploy it (lambdaserve deploy {model} --stage {stage}), or leave out --stage to "
+                "price from every version's REPORT lines.",
+            )
+        weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+        versions = [alias["FunctionVersion"], *weights]
+    if aws.find("logs", "describe_log_streams", logGroupName=group, limit=1) is None:
+        raise LambdaserveError(
+            f"There is no log group {group} in {aws.region}: the function has not run there yet.",
+            f"Deploy the model (lambdaserve deploy {model} --stage STAGE) and send it requests "
+            f"(lambdaserve loadtest {model} --remote --stage STAGE), or price from here without --remote.",
+        )
+    lines: collections.deque[str] = collections.deque(maxlen=limit)
+    for event in aws.pages(
+        "logs", "filter_log_events", "events", logGroupName=group, startTime=since_ms, filterPattern="REPORT"
+    ):
+        if versions is not None:
+            found = _STREAM_VERSION.search(event.get("logStreamName", ""))
+            if found is None or found.group(1) not in versions:
+                continue
+        lines.append(event["message"])
+    return list(lines), versions
 
 
 def remote_logs(
