@@ -276,6 +276,7 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
         text = " ".join(run.stdout.split())
         assert "What this remote run can tell" in text
         assert "API Gateway's own time" in text
+        assert "key sent: the stage's key in API Gateway" in text
         assert "cannot tell: Lambda's own durations and cold starts" in text
         assert deployed["api_key"] not in run.stdout + run.stderr
         assert (summary["where"], summary["stage"], summary["region"]) == ("aws", "prod", REGION)
@@ -301,6 +302,7 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
         tunnel.seen.clear()
         given = cli(env, *load, "--api-key", "a-key-of-my-own", "--json")
         assert as_json(given)["requests"] > 0
+        assert as_json(given)["key_source"] == "--api-key or LAMBDASERVE_API_KEY"
         assert {s.headers["x-api-key"] for s in tunnel.seen} == {"a-key-of-my-own"}
     finally:
         tunnel.stop()

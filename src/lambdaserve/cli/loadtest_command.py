@@ -188,6 +188,7 @@ def _summary(
         summary["server_cores"] = os.cpu_count()  # the server shared this machine with the client
     if target.remote:
         summary["region"] = target.region
+        summary["key_source"] = target.key_source
     if baseline is not None:
         summary["flask"] = baseline.summary()
     return summary
@@ -295,7 +296,7 @@ def _show(result: LoadResult, cold: int | None, target: Target) -> None:
             "a deployed endpoint (--remote) the figures include the network to AWS and API Gateway."
         )
         return
-    out.print(f"  the client used {result.client_cores:.2f} of a core{busy}.")
+    out.print(f"  the client used {result.client_cores:.2f} of a core{busy}; key sent: {target.key_source}.")
     out.print(
         f"  [bold]What this remote run can tell[/]: how {target.model}@{target.stage} in {target.region} "
         "answers one client on this machine. Each latency includes this machine's network to AWS, TLS and "

@@ -32,6 +32,7 @@ class Target:
     remote: bool = False  # the stage deployed to AWS
     region: str | None = None
     api_key: str | None = None  # the key found for a deployed stage (never printed)
+    key_source: str | None = None  # where that key came from, said in the output
 
 
 def split_target(target: str, stage: str | None) -> tuple[str, str]:
@@ -103,7 +104,10 @@ def resolve_remote(
                 raise _no_key(stage, exc.message) from None
             if not key:
                 raise _no_key(stage, "API Gateway gave no value for it.")
-    return Target(str(record.url), model, stage, record.version, sample, None, True, record.region, key)
+    source = "--api-key or LAMBDASERVE_API_KEY" if api_key else "the stage's key in API Gateway"
+    return Target(
+        str(record.url), model, stage, record.version, sample, None, True, record.region, key, source
+    )
 
 
 def _no_key(stage: str, why: str) -> LambdaserveError:
