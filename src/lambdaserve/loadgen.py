@@ -23,11 +23,12 @@ import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 MAX_IN_FLIGHT = 2000  # open loop: requests past this many unanswered are counted as dropped
+NO_ANSWER = 0  # the status a timeline gives a request that got no answer (refused, timed out)
 
 
 @dataclass
@@ -42,7 +43,8 @@ class LoadResult:
     failures: collections.Counter[str] = field(default_factory=collections.Counter)  # no answer
     dropped: int = 0  # open loop: due while MAX_IN_FLIGHT were unanswered
     client_cpu_s: float = 0.0
-    timeline: list[tuple[float, float, int]] = field(default_factory=list)  # (t since start, ms, status)
+    # (t since start, ms, status), answers and requests with no answer (status NO_ANSWER) alike
+    timeline: list[tuple[float, float, int]] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -60,8 +62,7 @@ class LoadResult:
         """The ``q``-th percentile (nearest rank) of the latencies, in ms."""
         if not self.latencies_ms:
             return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+        return _nearest_rank(sorted(self.latencies_ms), q)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,45 @@ class LoadResult:
         }
 
 
+class Second(TypedDict):
+    """One second of a run (by when each request was due): what the console draws."""
+
+    t: int  # seconds since the measured phase began
+    requests: int  # answered: the second's requests per second
+    p50: float | None  # ms, of the answered
+    p99: float | None
+    errors: int  # 4xx other than 429, 5xx, and requests with no answer
+    throttled: int  # 429: the usage plan at work
+
+
+def per_second(result: LoadResult) -> list[Second]:
+    """The run's timeline as one point a second, seconds with no request included."""
+    buckets: dict[int, list[tuple[float, int]]] = collections.defaultdict(list)
+    for t, ms, status in result.timeline:
+        buckets[max(0, int(t))].append((ms, status))
+    seconds: list[Second] = []
+    for t in range(max(buckets, default=-1) + 1):
+        entries = buckets.get(t, [])
+        answered = sorted(ms for ms, status in entries if status != NO_ANSWER)
+        seconds.append(
+            {
+                "t": t,
+                "requests": len(answered),
+                "p50": round(_nearest_rank(answered, 50), 3) if answered else None,
+                "p99": round(_nearest_rank(answered, 99), 3) if answered else None,
+                "errors": sum(
+                    1 for _, status in entries if status == NO_ANSWER or (status >= 400 and status != 429)
+                ),
+                "throttled": sum(1 for _, status in entries if status == 429),
+            }
+        )
+    return seconds
+
+
+def _nearest_rank(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -97,6 +137,7 @@ async def _send(
         status = response.status_code
     except httpx.HTTPError as exc:
         result.failures[type(exc).__name__] += 1
+        result.timeline.append((due - start, (time.perf_counter() - due) * 1000, NO_ANSWER))
         return
     elapsed_ms = (time.perf_counter() - due) * 1000
     result.latencies_ms.append(elapsed_ms)

@@ -3,7 +3,8 @@
 One ``lambdaserve serve`` with nothing registered, one signed-in browser page; the tests run
 in the order a user works: sign in, upload the newsgroups model and try it, trust a flagged
 pickle, call the model from Python with the key the page showed, publish and promote a
-second version, put a key on a plan with a quota of 3, watch the charts, and look at it all
+second version, put a key on a plan with a quota of 3, watch the charts (and a load test
+the page draws), and look at it all
 on a phone in dark mode.
 Each page is saved to ``test-output/console/``; every page must load without a script error
 or a Content-Security-Policy violation.
@@ -14,6 +15,8 @@ from __future__ import annotations
 import base64
 import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -392,6 +395,19 @@ def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, scre
     expect(page.locator("#stat-saturation")).to_contain_text("busy")
     expect(page.locator("#cold-table tbody")).to_contain_text("init")
     expect(page.locator("#log-lines")).to_contain_text("REPORT RequestId")
+    # AND the Load tests card says how to record one, and draws one once it is recorded
+    expect(page.locator("#loadtest-empty")).to_be_visible()
+    where = ["--base", served.base, "--state-dir", str(served.state_dir), "--api-key", shown["key"]]
+    subprocess.run(
+        [sys.executable, "-m", "lambdaserve", "loadtest", "news", "--rate", "5", "-d", "2", "--warmup", "0",
+         *where], check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    page.reload()
+    expect(page.locator("#loadtest-table tbody tr")).to_have_count(1)
+    expect(page.locator("#loadtest-table tbody")).to_contain_text("5 req/s due")
+    expect(page.locator("#chart-loadtest canvas")).to_have_count(1)
+    expect(page.locator("#chart-loadtest")).to_have_attribute("data-axis", "latency, ms")
+    expect(page.locator("#loadtest-notes")).to_contain_text("10 requests")
 
     def errors() -> float:  # the largest share of 4xx answers in a sample
         return float(

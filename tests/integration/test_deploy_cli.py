@@ -19,6 +19,7 @@ import boto3
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
+from tls_tunnel import start_tunnel
 
 REGION = "eu-west-1"
 PROJECT = "clitest"
@@ -245,3 +246,112 @@ def test_a_dry_run_reports_what_would_stop_the_deploy_without_a_builder(
     assert "Amazon Linux 2" in notes
     assert "The image cannot be built here" in notes
     assert any("Build the image py" in step for step in answer["plan"])
+
+
+def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report_lines(
+    moto_env: dict[str, str], image_uri: str, iris_models: dict[str, Path], tmp_path: Path
+) -> None:
+    # GIVEN iris deployed to prod, and a stand-in for its endpoint (moto has no API Gateway
+    # data plane): an HTTPS proxy that answers for *.execute-api.eu-west-1.amazonaws.com
+    sample = "[[5.1, 3.5, 1.4, 0.2]]"
+    cli(moto_env, "models", "push", str(iris_models["pickle"]), "--name", "iris", "--sample", sample)
+    deployed = as_json(cli(moto_env, "deploy", "iris", "--stage", "prod", "--region", REGION,
+                           "--image-uri", image_uri, "--json"))  # fmt: skip
+    tunnel = start_tunnel(tmp_path, REGION, b'["setosa"]')
+    env = {k: v for k, v in moto_env.items() if k.lower() not in ("no_proxy", "http_proxy", "all_proxy")}
+    env.update(
+        {"HTTPS_PROXY": tunnel.proxy, "https_proxy": tunnel.proxy, "SSL_CERT_FILE": str(tunnel.ca_file)}
+    )
+    load = ["loadtest", "iris", "--remote", "--stage", "prod", "-c", "1", "-d", "1", "--warmup", "0"]
+    try:
+        # WHEN a load test of the deployed stage runs
+        run = cli(env, *load)
+        summary = as_json(cli(env, *load, "--json"))
+        # THEN its requests went to the URL deploy recorded, with the stage's key and the sample
+        host, _, path = deployed["url"].removeprefix("https://").partition("/")
+        assert {(s.host, s.method, s.path) for s in tunnel.seen} == {(host, "POST", f"/{path}")}
+        assert {s.headers["x-api-key"] for s in tunnel.seen} == {deployed["api_key"]}
+        assert {s.body for s in tunnel.seen} == {sample.encode()}
+        # AND it says what a remote run can and cannot tell, and never prints the key
+        text = " ".join(run.stdout.split())
+        assert "What this remote run can tell" in text
+        assert "API Gateway's own time" in text
+        assert "key sent: the stage's key in API Gateway" in text
+        assert "cannot tell: Lambda's own durations and cold starts" in text
+        assert deployed["api_key"] not in run.stdout + run.stderr
+        assert (summary["where"], summary["stage"], summary["region"]) == ("aws", "prod", REGION)
+        assert summary["statuses"] == {"200": summary["requests"]}
+        assert deployed["api_key"] not in json.dumps(summary)
+        # AND a stage never deployed, and a stage whose key is gone, say how to go on
+        never = cli(env, "loadtest", "iris", "--remote", "--stage", "staging", check=False)
+        assert never.returncode == 1
+        assert "was never deployed to the stage 'staging'" in " ".join(never.stderr.split())
+        assert "lambdaserve deploy iris --stage staging" in " ".join(never.stderr.split())
+        apigateway = boto3.client(
+            "apigateway",
+            region_name=REGION,
+            endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        apigateway.delete_api_key(apiKey=deployed["api_key_id"])
+        keyless = cli(env, *load, check=False)
+        assert keyless.returncode == 1
+        assert "No API key is known for the stage 'prod'" in " ".join(keyless.stderr.split())
+        assert "--api-key KEY" in " ".join(keyless.stderr.split())
+        tunnel.seen.clear()
+        given = cli(env, *load, "--api-key", "a-key-of-my-own", "--json")
+        assert as_json(given)["requests"] > 0
+        assert as_json(given)["key_source"] == "--api-key or LAMBDASERVE_API_KEY"
+        assert {s.headers["x-api-key"] for s in tunnel.seen} == {"a-key-of-my-own"}
+    finally:
+        tunnel.stop()
+
+    # WHEN cost --remote runs before the function has logged anything
+    empty = cli(moto_env, "cost", "iris", "--remote", "--stage", "prod", check=False)
+    # THEN it says there is no REPORT line and how to get some
+    assert empty.returncode == 1
+    assert "No REPORT line in" in " ".join(empty.stderr.split())
+    assert "lambdaserve loadtest iris --remote --stage prod" in " ".join(empty.stderr.split())
+
+    # WHEN the function has logged REPORT lines (as Lambda would: moto runs no image function),
+    # from the version prod runs and from $LATEST
+    logs = boto3.client(
+        "logs",
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    group = f"/aws/lambda/{PROJECT}-iris"
+    now_ms = int(time.time() * 1000)
+    streams = {
+        f"2026/12/03/[{deployed['lambda_version']}]abc": [
+            "REPORT RequestId: r1\tDuration: 812.50 ms\tBilled Duration: 2400 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 190 MB\tInit Duration: 1587.10 ms\t",
+            "REPORT RequestId: r2\tDuration: 10.20 ms\tBilled Duration: 11 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 201 MB\t",
+            "REPORT RequestId: r3\tDuration: 12.00 ms\tBilled Duration: 12 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 200 MB\t",
+        ],
+        "2026/12/03/[$LATEST]def": [
+            "REPORT RequestId: r4\tDuration: 99.00 ms\tBilled Duration: 99 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 100 MB\t",
+        ],
+    }
+    for stream, lines in streams.items():
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        events = [{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)]
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+    # THEN cost --remote --stage prices from prod's version only, at the function's memory
+    priced = as_json(cli(moto_env, "cost", "iris", "--remote", "--stage", "prod", "--json"))
+    measured = priced["measured"]
+    assert (measured["source"], measured["invocations"], measured["duration_ms"]) == ("cloudwatch", 3, 12.0)
+    assert (measured["cold"], measured["init_ms"], measured["billed_ms"]) == (1, 1587.1, 12.0)
+    assert (measured["memory_mb"], measured["max_memory_used_mb"]) == (512, 201)
+    assert (priced["workload"]["memory_mb"], priced["region"]) == (512, REGION)
+    every = as_json(cli(moto_env, "cost", "iris", "--remote", "--json"))
+    assert every["measured"]["invocations"] == 4
+    text = " ".join(cli(moto_env, "cost", "iris", "--remote", "--stage", "prod").stdout.split())
+    assert f"durations from: the deployed function's REPORT lines in CloudWatch Logs: {group}" in text
+    assert "Memory Size 512 MB, Max Memory Used up to 201 MB" in text

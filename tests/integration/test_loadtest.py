@@ -125,3 +125,52 @@ def test_a_comparison_gives_no_ratio_when_the_client_was_the_limit(
     assert "The client was the limit (0.99 of a core): no ratio" in limited
     assert "x the requests a second" not in limited
     assert "lambdaserve / Flask: 1.00x the requests a second" in measured
+
+
+def test_a_run_is_recorded_shown_by_the_admin_api_and_priced_by_cost(served: Served, tmp_path: Path) -> None:
+    # WHEN a load test runs against the model served here
+    summary = loadtest(served, "--connections", "2", "--duration", "2", "--warmup", "0")
+    # THEN the admin API has it as the latest run, with one point a second of its timeline
+    answer = httpx.get(
+        f"{served.base}/_/api/models/topics/loadtests",
+        headers={"Authorization": f"Bearer {served.admin_token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    runs = answer.json()
+    latest = runs["latest"]
+    assert runs["runs"][0]["id"] == latest["id"] == summary["id"]
+    assert (latest["model"], latest["stage"], latest["version"], latest["where"]) == (
+        "topics",
+        "test",
+        1,
+        "local",
+    )
+    assert latest["requests"] == summary["requests"]
+    assert [p["t"] for p in latest["timeline"]] == [0, 1]
+    assert sum(p["requests"] for p in latest["timeline"]) == summary["requests"]
+    assert all(p["p50"] <= p["p99"] for p in latest["timeline"])
+    # AND cost prices from it, from the store or from the --json file, and says so
+    where = ["--state-dir", str(served.state_dir)]
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps(summary))
+    runner = CliRunner()
+    priced = []
+    for source in ("latest", str(run_file)):
+        result = runner.invoke(app, ["cost", "topics", "--from-loadtest", source, *where, "--json"])
+        assert result.exit_code == 0, result.stdout + result.stderr
+        priced.append(json.loads(result.stdout))
+    for month in priced:
+        assert month["measured"]["source"] == "loadtest"
+        assert month["workload"]["duration_ms"] == summary["latency_ms"]["p50"]
+        assert month["break_even"]["capacity_basis"] == "load test"
+    assert priced[0]["measured"]["where"].startswith(f"run {summary['id']} of topics")
+    text = runner.invoke(app, ["cost", "topics", "--from-loadtest", "latest", *where])
+    assert "durations from: a load test's latencies" in " ".join(text.stdout.split())
+    # AND a model that never had one says how to get one
+    fresh = tmp_path / "fresh"
+    store = Store(fresh)
+    store.close()
+    nothing = runner.invoke(app, ["cost", "--from-loadtest", "latest", "--state-dir", str(fresh)])
+    assert nothing.exit_code == 1
+    assert "needs a MODEL" in nothing.stderr

@@ -31,7 +31,7 @@ from lambdaserve.deploy.base import TAG_BASE
 from lambdaserve.deploy.deployer import DeployOptions, DeployResult, connect, deploy
 from lambdaserve.deploy.names import Names, project_name
 from lambdaserve.deploy.plan import describe_step, execute
-from lambdaserve.deploy.remote import promote_options, remote_status, rollback_options
+from lambdaserve.deploy.remote import last_deploys, promote_options, remote_status, rollback_options
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import Deployment
@@ -357,12 +357,7 @@ def status_command(
             return
         local = [a.to_dict() for a in store.aliases()]
         name = project_name(project, store.root)
-        latest: dict[tuple[str, str], Deployment] = {}
-        for d in store.deployments(name):
-            if d.status == "destroyed":
-                latest = {k: v for k, v in latest.items() if d.model not in ("*", k[0])}
-            elif d.status == "deployed":
-                latest[(d.model, d.stage)] = d
+        latest = last_deploys(store, name)
     if as_json:
         print_json({"project": name, "local": local, "aws": [d.to_dict() for d in latest.values()]})
         return

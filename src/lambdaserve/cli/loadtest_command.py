@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +13,16 @@ import typer
 from rich.markup import escape
 
 from lambdaserve.baselines.run import flask_server
-from lambdaserve.cli.options import JSON_OPTION, STATE_OPTION
+from lambdaserve.cli.loadtest_targets import Target, resolve_local, resolve_remote
+from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
-from lambdaserve.cli.state import state_root
+from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.log_lines import parse_report
 from lambdaserve.functions.logbook import log_path
-from lambdaserve.loadgen import LoadResult, closed_loop, open_loop
-from lambdaserve.store import Store
+from lambdaserve.loadgen import LoadResult, closed_loop, open_loop, per_second
+from lambdaserve.store.loadtests import record_loadtest
 
 MAX_DURATION_S = 600.0
 MAX_CONNECTIONS = 1024
@@ -31,7 +32,17 @@ CLIENT_LIMIT = 0.8  # of a core: above it, the client sets the pace
 
 @handle_errors
 def loadtest(
-    target: str = typer.Argument(..., help="MODEL or MODEL@STAGE served locally, or a URL."),
+    target: str = typer.Argument(
+        ..., help="MODEL or MODEL@STAGE served locally (or, with --remote, deployed to AWS), or a URL."
+    ),
+    stage: str | None = typer.Option(
+        None, "--stage", help="The stage of MODEL [default: test]; same as MODEL@STAGE."
+    ),
+    remote: bool = typer.Option(
+        False,
+        "--remote",
+        help="Load the stage deployed to AWS: its URL as deploy recorded it, its key from API Gateway.",
+    ),
     connections: int | None = typer.Option(
         None, "--connections", "-c", help="Closed loop: this many clients [default: 32]."
     ),
@@ -56,6 +67,9 @@ def loadtest(
         help="flask: then the same load on the post's Flask app under gunicorn (2 workers), started "
         "here with the same model file, and the two side by side.",
     ),
+    region: str | None = REGION_OPTION,
+    project: str | None = PROJECT_OPTION,
+    profile: str | None = PROFILE_OPTION,
     state_dir: Path | None = STATE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -66,7 +80,12 @@ def loadtest(
     fixed times and each latency counts from when it was due, the right way to measure latency
     at a target load. 429s are shown apart (the usage plan at work). For a model served
     locally, the cold starts the run caused are read from its log. The client runs here: its
-    CPU is shown, and near a whole core it is the limit, not the endpoint.
+    CPU is shown, and near a whole core it is the limit, not the endpoint. A run against a
+    model served here is recorded (the last 20 per model): the console's monitoring page
+    draws it, and lambdaserve cost --from-loadtest latest prices from it.
+
+    With --remote, the stage deployed to AWS from here: the run then includes the network to
+    AWS and API Gateway's own time, and says what it cannot tell.
 
     Example:
 
@@ -75,6 +94,8 @@ def loadtest(
         lambdaserve loadtest news@prod --rate 200 --duration 30
 
         lambdaserve loadtest news --connections 32 --api-key $KEY --compare flask
+
+        lambdaserve loadtest news --remote --stage prod --rate 20 --duration 60
     """
     if connections is not None and rate is not None:
         raise LambdaserveError(
@@ -88,7 +109,13 @@ def loadtest(
         raise LambdaserveError(f"--rate is above 0 and at most {MAX_RATE:,.0f} requests a second.")
     if compare not in (None, "flask"):
         raise LambdaserveError(f"Unknown --compare {compare!r}.", "Use --compare flask.")
-    resolved = _resolve(target, base, state_dir)
+    if remote:
+        resolved = resolve_remote(
+            target, stage, api_key, region=region, project=project, profile=profile, state_dir=state_dir
+        )
+        api_key = resolved.api_key
+    else:
+        resolved = resolve_local(target, stage, base, state_dir)
     url, model = resolved.url, resolved.model
     if compare and resolved.model_file is None:
         raise LambdaserveError(
@@ -96,7 +123,7 @@ def loadtest(
         )
     bodies = _bodies(data, data_file, resolved.sample, model)
     headers = {"x-api-key": api_key} if api_key else {}
-    log = log_path(state_root(state_dir), model) if model else None
+    log = log_path(state_root(state_dir), model) if model and not remote else None
     offset = log.stat().st_size if log and log.is_file() else 0
 
     def show(result: LoadResult, done: float) -> None:
@@ -123,46 +150,48 @@ def loadtest(
             err.print("[cyan]•[/] Starting the Flask app (gunicorn, 2 workers) with the same model file")
         with flask_server(resolved.model_file, bodies[0]) as flask_url:
             baseline = load(flask_url, {})
+    summary = _summary(result, resolved, cold, warmup, baseline)
+    if resolved.model_file is not None and resolved.model is not None and result.timeline:
+        # A model served here: kept for the console and for cost --from-loadtest latest.
+        with open_store(state_dir) as store:
+            summary["id"] = record_loadtest(store, resolved.model, summary, per_second(result))
     if as_json:
-        summary = {**result.summary(), "cold_starts": cold}
-        print_json({**summary, "flask": baseline.summary()} if baseline else summary)
+        print_json(summary)
     else:
-        _show(result, cold)
+        _show(result, cold, resolved)
         if baseline is not None:
             _compare(result, baseline)
+        if "id" in summary:
+            out.print(
+                f"  [dim]Recorded as run {summary['id']} of {escape(str(model))}: the console's monitoring "
+                "page draws it; lambdaserve cost --from-loadtest latest prices from it.[/]"
+            )
     if result.requests == 0:
         raise typer.Exit(1)
 
 
-@dataclass(frozen=True)
-class _Target:
-    url: str
-    model: str | None = None  # a model served here
-    sample: Any = None  # the packaged sample of the version its stage serves
-    model_file: Path | None = None  # and that version's file (what --compare flask loads)
-
-
-def _resolve(target: str, base: str, state_dir: Path | None) -> _Target:
-    if target.startswith(("http://", "https://")):
-        return _Target(target)
-    model, _, stage = target.partition("@")
-    stage = stage or "test"
-    url = f"{base.rstrip('/')}/{stage}/{model}/predict"
-    root = state_root(state_dir)
-    if not (root / "state.db").is_file():
-        return _Target(url, model)
-    store = Store(root)
-    try:
-        alias = store.alias(model, stage)
-        if alias is None:
-            served = ", ".join(f"{a.model}@{a.stage}" for a in store.aliases()) or "none"
-            raise LambdaserveError(
-                f"No stage {stage!r} of {model!r} in {root}.", f"Served here: {served}; or give a URL."
-            )
-        version = store.version(model, alias.version)
-        return _Target(url, model, version.manifest.get("sample_input"), store.model_path(version))
-    finally:
-        store.close()
+def _summary(
+    result: LoadResult, target: Target, cold: int | None, warmup: float, baseline: LoadResult | None
+) -> dict[str, Any]:
+    """What --json prints and the store keeps: the run, where it went, and the baseline's run."""
+    where = "aws" if target.remote else "local" if target.model_file is not None else "url"
+    summary: dict[str, Any] = {
+        **result.summary(),
+        "cold_starts": cold,
+        "warmup_s": warmup,
+        "where": where,
+        "model": target.model,
+        "stage": target.stage,
+        "version": target.version,
+    }
+    if where == "local":
+        summary["server_cores"] = os.cpu_count()  # the server shared this machine with the client
+    if target.remote:
+        summary["region"] = target.region
+        summary["key_source"] = target.key_source
+    if baseline is not None:
+        summary["flask"] = baseline.summary()
+    return summary
 
 
 def _compare(ours: LoadResult, flask: LoadResult) -> None:
@@ -229,7 +258,7 @@ def _cold_starts(log: Path, offset: int) -> int | None:
     return sum(1 for line in text.splitlines() if (report := parse_report(line)) and report[1] is not None)
 
 
-def _show(result: LoadResult, cold: int | None) -> None:
+def _show(result: LoadResult, cold: int | None, target: Target) -> None:
     summary = result.summary()
     how = (
         f"open loop at {result.rate:,.0f} requests/s"
@@ -261,7 +290,19 @@ def _show(result: LoadResult, cold: int | None) -> None:
     if cold is not None:
         out.print(f"  cold starts during the run: {cold}")
     busy = "; near 1.0 it is the limit, not the endpoint" if result.client_cores > CLIENT_LIMIT else ""
+    if not target.remote:
+        out.print(
+            f"  the client used {result.client_cores:.2f} of a core{busy}. It runs on this machine: against "
+            "a deployed endpoint (--remote) the figures include the network to AWS and API Gateway."
+        )
+        return
+    out.print(f"  the client used {result.client_cores:.2f} of a core{busy}; key sent: {target.key_source}.")
     out.print(
-        f"  the client used {result.client_cores:.2f} of a core{busy}. It runs on this machine: against a "
-        "deployed endpoint (its URL as TARGET) the figures include the network to AWS and API Gateway."
+        f"  [bold]What this remote run can tell[/]: how {target.model}@{target.stage} in {target.region} "
+        "answers one client on this machine. Each latency includes this machine's network to AWS, TLS and "
+        "API Gateway's own time before and after Lambda; the rate is capped by the stage's usage plan "
+        "(429s) and the function's reserved concurrency. What it cannot tell: Lambda's own durations and "
+        "cold starts (lambdaserve cost "
+        f"{target.model} --remote reads them from CloudWatch's REPORT lines; lambdaserve logs "
+        f"{target.model} --remote shows them), nor what callers elsewhere see."
     )

@@ -143,6 +143,12 @@ def _parse_since(text: str) -> str:
     return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_since_ms(text: str) -> int:
+    """``--since 7d`` as CloudWatch's start time: milliseconds since the epoch."""
+    cutoff = _parse_since(text)
+    return int(datetime.fromisoformat(cutoff.replace("Z", "+00:00")).timestamp() * 1000)
+
+
 def _parse(raw: bytes) -> tuple[str | None, str]:
     text = raw.decode("utf-8", errors="replace")
     stamp, tab, line = text.partition("\t")

@@ -25,6 +25,9 @@ Admin API:
     GET    /_/api/models/{model}/cost?requests=1M&arch=x86_64&region=us-east-1
                                                       a month on AWS (lambdaserve cost) and the
                                                       same at other volumes ("curve")
+    GET    /_/api/models/{model}/loadtests            the load tests recorded for it (lambdaserve
+                                                      loadtest), newest first, and the latest one's
+                                                      per-second timeline
     GET    /_/api/session                             how this request is authorised, its CSRF token
 """
 
@@ -52,6 +55,7 @@ from lambdaserve.deploy.costing import LocalFacts, curve, local_facts, measured_
 from lambdaserve.deploy.pricing import parse_volume, prices_for
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store import Store
+from lambdaserve.store.loadtests import latest_loadtest, loadtests
 from lambdaserve.store.records import parse_quota
 
 
@@ -252,6 +256,13 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
             }
         )
 
+    async def load_tests(request: HTTPRequest) -> Response:
+        name = request.path_params["model"]
+        if name not in store.models():
+            return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
+        runs, latest = await asyncio.to_thread(_runs_of, store.root, name)
+        return JSONResponse({"model": name, "runs": runs, "latest": latest})
+
     async def upload(request: HTTPRequest) -> Response:
         received = await uploads.receive(request)
         return JSONResponse(received.to_dict(), status_code=201)
@@ -305,6 +316,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/plans/{plan}", guarded(change_plan), methods=["PATCH"]),
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),
         Route("/_/api/models/{model}/cost", guarded(cost), methods=["GET"]),
+        Route("/_/api/models/{model}/loadtests", guarded(load_tests), methods=["GET"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),
         Route("/_/api/uploads", guarded(upload), methods=["POST"]),
@@ -321,5 +333,14 @@ def _facts_of(root: Path, model: str) -> LocalFacts:
     store = Store(root)
     try:
         return local_facts(store, model)
+    finally:
+        store.close()
+
+
+def _runs_of(root: Path, model: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The model's recorded load tests, read with this thread's own store connection."""
+    store = Store(root)
+    try:
+        return loadtests(store, model), latest_loadtest(store, model)
     finally:
         store.close()

@@ -1,11 +1,16 @@
-"""A model's cost on AWS from what the local gateway measured: its REPORT lines, its
-measured memory, its stored files. The arithmetic and the prices are in ``pricing``."""
+"""A model's cost on AWS from what was measured: the local gateway's REPORT lines (the
+default), a load test (``loadtest --json``, or the latest run recorded for the model), or the
+deployed function's REPORT lines in CloudWatch Logs; and the model's memory and stored files.
+The arithmetic and the prices are in ``pricing``.
+"""
 
 from __future__ import annotations
 
 import collections
+import re
 import statistics
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +24,107 @@ from lambdaserve.store import Store
 
 @dataclass(frozen=True)
 class Measured:
-    """Durations read from a model's REPORT lines."""
+    """Durations measured somewhere, and where (``source``, said in every answer)."""
 
     invocations: int
     duration_ms: float  # median (INIT is apart in REPORT: a cold one's Duration counts too)
     p90_ms: float
     cold: int
     init_ms: float  # median INIT of the cold ones
+    source: str = "local"  # local | loadtest | cloudwatch
+    where: str = ""  # the log, the file or run, the log group: what a user can open
+    memory_mb: int | None = None  # CloudWatch: the function's Memory Size
+    max_memory_used_mb: int | None = None  # CloudWatch: the largest Max Memory Used
+    billed_ms: float | None = None  # CloudWatch: the median Billed Duration
+    requests_per_s: float | None = None  # a load test: the throughput it reached
+    per_core_per_s: float | None = None  # a local load test: that throughput per core of the machine
+
+
+_FIELDS = {
+    "billed": re.compile(r"Billed Duration: ([\d.]+) ms"),
+    "memory": re.compile(r"Memory Size: (\d+) MB"),
+    "used": re.compile(r"Max Memory Used: (\d+) MB"),
+}
+
+
+def measure_reports(lines: Iterable[str], source: str, where: str, last: int = 10_000) -> Measured | None:
+    """REPORT lines (Lambda's, or the local gateway's, which writes the same) -> durations,
+    INITs apart; the memory fields as well where the lines have them."""
+    durations: collections.deque[float] = collections.deque(maxlen=last)
+    inits: collections.deque[float] = collections.deque(maxlen=last)
+    billed: collections.deque[float] = collections.deque(maxlen=last)
+    memory, used = None, None
+    for line in lines:
+        report = parse_report(line)
+        if report is None:
+            continue
+        durations.append(report[0])
+        if report[1] is not None:
+            inits.append(report[1])
+        if found := _FIELDS["billed"].search(line):
+            billed.append(float(found.group(1)))
+        if found := _FIELDS["memory"].search(line):
+            memory = int(found.group(1))  # the latest: the function's memory now
+        if found := _FIELDS["used"].search(line):
+            used = max(used or 0, int(found.group(1)))
+    if not durations:
+        return None
+    return Measured(
+        invocations=len(durations),
+        duration_ms=statistics.median(durations),
+        p90_ms=_p90(durations),
+        cold=len(inits),
+        init_ms=statistics.median(inits) if inits else 0.0,
+        source=source,
+        where=where,
+        memory_mb=memory if source == "cloudwatch" else None,
+        max_memory_used_mb=used if source == "cloudwatch" else None,
+        billed_ms=statistics.median(billed) if billed and source == "cloudwatch" else None,
+    )
+
+
+def _p90(values: collections.deque[float]) -> float:
+    return statistics.quantiles(values, n=10)[8] if len(values) > 1 else values[0]
 
 
 def read_reports(path: Path, last: int = 10_000) -> Measured | None:
     """The model's REPORT lines in the local log: durations, and INITs apart."""
     if not path.is_file():
         return None
-    durations: collections.deque[float] = collections.deque(maxlen=last)
-    inits: collections.deque[float] = collections.deque(maxlen=last)
     with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            report = parse_report(line)
-            if report is None:
-                continue
-            durations.append(report[0])
-            if report[1] is not None:
-                inits.append(report[1])
-    if not durations:
-        return None
-    deciles = statistics.quantiles(durations, n=10) if len(durations) > 1 else [durations[0]] * 9
+        return measure_reports(lines, "local", str(path), last)
+
+
+def from_loadtest(run: Mapping[str, Any], where: str) -> Measured:
+    """A load test's figures (``loadtest --json``, or a recorded run) as durations.
+
+    Its latencies are the client's: each is the model's Duration plus the local gateway's
+    sub-millisecond overhead, plus any wait in the queue when the load was above what the
+    server keeps up with, so the median is an upper bound of the Duration Lambda would bill
+    on this machine's CPU. Its throughput, per core of the machine that served it, sizes the
+    always-on instance of the break-even.
+    """
+    latency = run.get("latency_ms")
+    requests = run.get("requests")
+    if not isinstance(latency, Mapping) or not isinstance(requests, int) or "p50" not in latency:
+        raise LambdaserveError(
+            f"{where} is not the output of lambdaserve loadtest --json.",
+            "Write one with: lambdaserve loadtest MODEL --json > run.json",
+        )
+    if not requests or latency.get("p50") is None:
+        raise LambdaserveError(f"The load test in {where} has no answered request to price.")
+    rate = float(run.get("requests_per_s") or 0.0)
+    cores = run.get("server_cores") if run.get("where") == "local" else None
     return Measured(
-        invocations=len(durations),
-        duration_ms=statistics.median(durations),
-        p90_ms=deciles[8],
-        cold=len(inits),
-        init_ms=statistics.median(inits) if inits else 0.0,
+        invocations=requests,
+        duration_ms=float(latency["p50"]),
+        p90_ms=float(latency.get("p90") or latency["p50"]),
+        cold=int(run.get("cold_starts") or 0),
+        init_ms=0.0,
+        source="loadtest",
+        where=where,
+        requests_per_s=rate or None,
+        per_core_per_s=rate / cores if rate and isinstance(cores, int) and cores > 0 else None,
     )
 
 
@@ -61,6 +135,14 @@ class LocalFacts:
     measured: Measured | None
     memory_mb: int  # what deploy would give its function
     stored_gb: float
+
+
+def with_measured(facts: LocalFacts | None, measured: Measured) -> LocalFacts:
+    """``facts`` with durations from elsewhere (and, from CloudWatch, the function's memory)."""
+    memory = measured.memory_mb or (facts.memory_mb if facts else recommended_memory(None))
+    if facts is None:
+        return LocalFacts(measured=measured, memory_mb=memory, stored_gb=0.0)
+    return replace(facts, measured=measured, memory_mb=memory)
 
 
 def local_facts(store: Store, model: str) -> LocalFacts:
@@ -102,6 +184,7 @@ def project(
                 "Serve it and send it some requests first (lambdaserve serve), or give --duration-ms.",
             )
         duration_ms = measured.duration_ms
+    per_core = measured.per_core_per_s if measured else None
     if not 0 <= cold_share <= 1:
         raise LambdaserveError(
             "--cold-share is a share of invocations, from 0 to 1.", "e.g. --cold-share 0.01"
@@ -116,6 +199,7 @@ def project(
         stages_kept_warm=stages_kept_warm,
         provisioned=provisioned,
         stored_gb=facts.stored_gb if facts else 0.0,
+        measured_per_vcpu_s=per_core,
     )
     return estimate(workload, prices_for(region))
 

@@ -115,6 +115,7 @@ class Workload:
     stages_kept_warm: int = 0
     provisioned: int = 0  # environments of provisioned concurrency, all month
     stored_gb: float = 0.0  # model files in S3 and the image in ECR
+    measured_per_vcpu_s: float | None = None  # a load test's requests/s per core, for the instance
 
 
 @dataclass
@@ -189,14 +190,20 @@ def estimate(workload: Workload, prices: RegionPrices) -> Estimate:
 
 def break_even(workload: Workload, prices: RegionPrices, per_million: float) -> dict[str, Any]:
     """The monthly volume above which one always-on instance costs less than Lambda + the
-    REST API, and how many requests a second that instance could serve at this duration
-    (its vCPUs kept busy, nothing else counted: an upper bound)."""
+    REST API, and how many requests a second that instance could serve: at this duration
+    (its vCPUs kept busy, nothing else counted: an upper bound), or, from a load test, at
+    the throughput it reached per core here (the client shared those cores: a lower bound)."""
     instance = prices.instances[workload.architecture]
     monthly = instance.usd_per_hour * 730
-    capacity_per_s = instance.vcpus * 1000 / max(workload.duration_ms, 0.001)
+    if workload.measured_per_vcpu_s:
+        # What a load test reached per core of the machine that served it, client beside it.
+        capacity_per_s = instance.vcpus * workload.measured_per_vcpu_s
+    else:
+        capacity_per_s = instance.vcpus * 1000 / max(workload.duration_ms, 0.001)
     return {
         "instance": instance.name,
         "vcpus": instance.vcpus,
+        "capacity_basis": "load test" if workload.measured_per_vcpu_s else "duration",
         "usd_per_month": monthly,
         "requests_per_month": monthly / per_million * MILLION if per_million else math.inf,
         "capacity_requests_per_s": capacity_per_s,

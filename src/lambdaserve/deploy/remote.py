@@ -8,6 +8,7 @@ their versions from Lambda, so it shows the truth even when someone changed AWS 
 
 from __future__ import annotations
 
+import collections
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,33 @@ _DESCRIPTION = re.compile(r"lambdaserve (?P<model>\S+) v(?P<version>\d+) sha256:
 def deployed(store: Store, project: str, model: str, stage: str) -> list[Deployment]:
     """The successful deploys of a model's stage, oldest first."""
     return [d for d in store.deployments(project, model) if d.stage == stage and d.status == "deployed"]
+
+
+def last_deploys(store: Store, project: str) -> dict[tuple[str, str], Deployment]:
+    """What each (model, stage) of the project last got from a deploy here, destroyed ones left out."""
+    latest: dict[tuple[str, str], Deployment] = {}
+    for d in store.deployments(project):
+        if d.status == "destroyed":
+            latest = {k: v for k, v in latest.items() if d.model not in ("*", k[0])}
+        elif d.status == "deployed":
+            latest[(d.model, d.stage)] = d
+    return latest
+
+
+def deployed_endpoint(store: Store, project: str | None, model: str, stage: str) -> Deployment:
+    """The last deploy of a model's stage that is still up, as recorded here: its URL, region."""
+    name = project_name(project, store.root)
+    latest = last_deploys(store, name)
+    found = latest.get((model, stage))
+    if found is None or not found.url:
+        there = ", ".join(f"{m}@{s}" for m, s in sorted(latest)) or "nothing"
+        raise LambdaserveError(
+            f"{model!r} was never deployed to the stage {stage!r} of project {name} from {store.root}"
+            f" (deployed from here: {there}).",
+            f"Deploy it first (lambdaserve deploy {model} --stage {stage}), pass --project or "
+            "--state-dir for another project, or give the endpoint's URL as TARGET.",
+        )
+    return found
 
 
 def promote_options(
@@ -194,6 +222,46 @@ def remote_api_key(
 def _model_version(version: dict[str, Any] | None) -> int | None:
     match = _DESCRIPTION.match((version or {}).get("Description", ""))
     return int(match.group("version")) if match else None
+
+
+_STREAM_VERSION = re.compile(r"\[(\$LATEST|\d+)\]")  # Lambda's streams: 2026/12/03/[7]<id>
+
+
+def remote_reports(
+    aws: AWS, names: Names, model: str, stage: str | None, since_ms: int, limit: int = 10_000
+) -> tuple[list[str], list[str] | None]:
+    """The function's REPORT lines in CloudWatch Logs since ``since_ms`` (newest ``limit``),
+    and, for a stage, the Lambda versions its alias routes to: only their streams count
+    (a stream's name holds the version that wrote it)."""
+    group = names.log_group(model)
+    function = names.function(model)
+    versions: list[str] | None = None
+    if stage is not None:
+        alias = aws.find("lambda", "get_alias", FunctionName=function, Name=stage)
+        if alias is None:
+            raise LambdaserveError(
+                f"The function {function} has no stage {stage!r} in {aws.region}.",
+                f"Deploy it (lambdaserve deploy {model} --stage {stage}), or leave out --stage to "
+                "price from every version's REPORT lines.",
+            )
+        weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+        versions = [alias["FunctionVersion"], *weights]
+    if aws.find("logs", "describe_log_streams", logGroupName=group, limit=1) is None:
+        raise LambdaserveError(
+            f"There is no log group {group} in {aws.region}: the function has not run there yet.",
+            f"Deploy the model (lambdaserve deploy {model} --stage STAGE) and send it requests "
+            f"(lambdaserve loadtest {model} --remote --stage STAGE), or price from here without --remote.",
+        )
+    lines: collections.deque[str] = collections.deque(maxlen=limit)
+    for event in aws.pages(
+        "logs", "filter_log_events", "events", logGroupName=group, startTime=since_ms, filterPattern="REPORT"
+    ):
+        if versions is not None:
+            found = _STREAM_VERSION.search(event.get("logStreamName", ""))
+            if found is None or found.group(1) not in versions:
+                continue
+        lines.append(event["message"])
+    return list(lines), versions
 
 
 def remote_logs(

@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (key_id, period_start));
+CREATE TABLE IF NOT EXISTS loadtests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, at TEXT NOT NULL,
+    summary TEXT NOT NULL, timeline TEXT NOT NULL);
 """
 DEFAULT_STAGE = "test"  # the stage serve, push and publish use unless told otherwise
 DEFAULT_PLAN = "default"  # the plan of keys made without one

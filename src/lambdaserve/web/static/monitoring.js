@@ -243,6 +243,8 @@
       if (current) history.replaceState(null, "", `?model=${encodeURIComponent(model)}&stage=${encodeURIComponent(stage)}`);
       refresh();
       showCost();
+      // The load tests card (loadtests.js) follows the same choice.
+      document.dispatchEvent(new CustomEvent("ls:route", { detail: current }));
     };
     picker.addEventListener("change", choose);
     $("pick-minutes").addEventListener("change", refresh);
