@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE TABLE IF NOT EXISTS loadtests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, at TEXT NOT NULL,
     summary TEXT NOT NULL, timeline TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    model TEXT NOT NULL, request_id TEXT NOT NULL, label TEXT NOT NULL, received TEXT NOT NULL,
+    PRIMARY KEY (model, request_id));
 """
 DEFAULT_STAGE = "test"  # the stage serve, push and publish use unless told otherwise
 DEFAULT_PLAN = "default"  # the plan of keys made without one
