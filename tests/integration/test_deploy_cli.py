@@ -257,6 +257,43 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
     cli(moto_env, "models", "push", str(iris_models["pickle"]), "--name", "iris", "--sample", sample)
     deployed = as_json(cli(moto_env, "deploy", "iris", "--stage", "prod", "--region", REGION,
                            "--image-uri", image_uri, "--json"))  # fmt: skip
+    # WHEN cost --remote runs before the function has logged anything
+    empty = cli(moto_env, "cost", "iris", "--remote", "--stage", "prod", check=False)
+    # THEN it says there is no REPORT line and how to get some
+    assert empty.returncode == 1
+    assert "No REPORT line in" in " ".join(empty.stderr.split())
+    assert "lambdaserve loadtest iris --remote --stage prod" in " ".join(empty.stderr.split())
+
+    # WHEN the function has logged REPORT lines (as Lambda would: moto runs no image function),
+    # from the version prod runs and from $LATEST
+    logs = boto3.client(
+        "logs",
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    group = f"/aws/lambda/{PROJECT}-iris"
+    # (stamped ahead: the load test below counts the cold starts CloudWatch has since it began)
+    now_ms = int(time.time() * 1000) + 600_000
+    streams = {
+        f"2026/12/03/[{deployed['lambda_version']}]abc": [
+            "REPORT RequestId: r1\tDuration: 812.50 ms\tBilled Duration: 2400 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 190 MB\tInit Duration: 1587.10 ms\t",
+            "REPORT RequestId: r2\tDuration: 10.20 ms\tBilled Duration: 11 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 201 MB\t",
+            "REPORT RequestId: r3\tDuration: 12.00 ms\tBilled Duration: 12 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 200 MB\t",
+        ],
+        "2026/12/03/[$LATEST]def": [
+            "REPORT RequestId: r4\tDuration: 99.00 ms\tBilled Duration: 99 ms\tMemory Size: 512 MB\t"
+            "Max Memory Used: 100 MB\t",
+        ],
+    }
+    for stream, lines in streams.items():
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        events = [{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)]
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
     tunnel = start_tunnel(tmp_path, REGION, b'["setosa"]')
     env = {k: v for k, v in moto_env.items() if k.lower() not in ("no_proxy", "http_proxy", "all_proxy")}
     env.update(
@@ -277,7 +314,10 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
         assert "What this remote run can tell" in text
         assert "API Gateway's own time" in text
         assert "key sent: the stage's key in API Gateway" in text
-        assert "cannot tell: Lambda's own durations and cold starts" in text
+        assert "cannot tell: Lambda's own durations" in text
+        # AND the cold starts are prod's REPORT lines with an Init Duration since the run began
+        assert "cold starts during the run: 1" in text
+        assert summary["cold_starts"] == 1
         assert deployed["api_key"] not in run.stdout + run.stderr
         assert (summary["where"], summary["stage"], summary["region"]) == ("aws", "prod", REGION)
         assert summary["statuses"] == {"200": summary["requests"]}
@@ -307,42 +347,6 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
     finally:
         tunnel.stop()
 
-    # WHEN cost --remote runs before the function has logged anything
-    empty = cli(moto_env, "cost", "iris", "--remote", "--stage", "prod", check=False)
-    # THEN it says there is no REPORT line and how to get some
-    assert empty.returncode == 1
-    assert "No REPORT line in" in " ".join(empty.stderr.split())
-    assert "lambdaserve loadtest iris --remote --stage prod" in " ".join(empty.stderr.split())
-
-    # WHEN the function has logged REPORT lines (as Lambda would: moto runs no image function),
-    # from the version prod runs and from $LATEST
-    logs = boto3.client(
-        "logs",
-        region_name=REGION,
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    group = f"/aws/lambda/{PROJECT}-iris"
-    now_ms = int(time.time() * 1000)
-    streams = {
-        f"2026/12/03/[{deployed['lambda_version']}]abc": [
-            "REPORT RequestId: r1\tDuration: 812.50 ms\tBilled Duration: 2400 ms\tMemory Size: 512 MB\t"
-            "Max Memory Used: 190 MB\tInit Duration: 1587.10 ms\t",
-            "REPORT RequestId: r2\tDuration: 10.20 ms\tBilled Duration: 11 ms\tMemory Size: 512 MB\t"
-            "Max Memory Used: 201 MB\t",
-            "REPORT RequestId: r3\tDuration: 12.00 ms\tBilled Duration: 12 ms\tMemory Size: 512 MB\t"
-            "Max Memory Used: 200 MB\t",
-        ],
-        "2026/12/03/[$LATEST]def": [
-            "REPORT RequestId: r4\tDuration: 99.00 ms\tBilled Duration: 99 ms\tMemory Size: 512 MB\t"
-            "Max Memory Used: 100 MB\t",
-        ],
-    }
-    for stream, lines in streams.items():
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        events = [{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)]
-        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
     # THEN cost --remote --stage prices from prod's version only, at the function's memory
     priced = as_json(cli(moto_env, "cost", "iris", "--remote", "--stage", "prod", "--json"))
     measured = priced["measured"]

@@ -174,3 +174,16 @@ def test_a_run_is_recorded_shown_by_the_admin_api_and_priced_by_cost(served: Ser
     nothing = runner.invoke(app, ["cost", "--from-loadtest", "latest", "--state-dir", str(fresh)])
     assert nothing.exit_code == 1
     assert "needs a MODEL" in nothing.stderr
+
+
+def test_batch_sends_that_many_instances_per_request(served: Served) -> None:
+    from gateway_support import wait_until
+
+    # WHEN each request carries the sample's instance 16 times
+    summary = loadtest(served, "--rate", "20", "--duration", "1", "--warmup", "0", "--batch", "16")
+    # THEN every request is answered, and the function saw batches of 16 instances
+    assert summary["statuses"] == {"200": summary["requests"]}
+    wait_until(lambda: '"batchSize": 16' in served.model_log("topics"), 10)
+    refused = CliRunner().invoke(app, ["loadtest", "topics", "--batch", "0", "--base", served.base])
+    assert refused.exit_code == 1
+    assert "--batch is from 1 to 10,000" in refused.stderr

@@ -84,3 +84,36 @@ def test_a_volume_that_is_not_one_says_how_to_write_it(text: str) -> None:
 def test_a_region_without_prices_says_which_there_are() -> None:
     with pytest.raises(LambdaserveError, match="us-east-1"):
         prices_for("mars-1")
+
+
+def test_the_image_is_priced_in_ecr_and_the_model_files_in_s3() -> None:
+    prices = prices_for("us-east-1")
+    month = estimate(Workload(requests=0, duration_ms=1, memory_mb=128, stored_gb=2.0, image_gb=0.5), prices)
+    assert month.lines["storage"] == pytest.approx(2.0 * prices.s3_gb_month)
+    assert month.lines["image"] == pytest.approx(0.5 * prices.ecr_gb_month)
+
+
+def test_requests_seen_runs_the_local_rate_for_a_month_and_needs_ten_minutes_of_it() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from lambdaserve.deploy.costing import measure_reports, seen_per_month
+    from lambdaserve.errors import LambdaserveError
+
+    start = datetime(2026, 12, 3, 10, tzinfo=timezone.utc)
+
+    def lines(count: int, every_s: float) -> list[str]:
+        stamps = [
+            (start + timedelta(seconds=i * every_s)).isoformat().replace("+00:00", "Z") for i in range(count)
+        ]
+        return [
+            f"{s}\tREPORT RequestId: r{i}\tDuration: 2.00 ms\tBilled Duration: 2 ms\t"
+            for i, s in enumerate(stamps)
+        ]
+
+    # 121 invocations, one every 10 s: 1,200 s from the first to the last
+    measured = measure_reports(lines(121, 10.0), "local", "news.log")
+    assert measured is not None
+    assert measured.span_s == 1200
+    assert seen_per_month(measured) == round(121 / 1200 * 730 * 3600)
+    with pytest.raises(LambdaserveError, match="at least 10 minutes"):
+        seen_per_month(measure_reports(lines(10, 10.0), "local", "news.log"))

@@ -15,12 +15,14 @@ from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table, plural
 from lambdaserve.cli.state import open_store, require_model, state_root
 from lambdaserve.deploy.costing import (
+    IMAGE_GB,
     LocalFacts,
     Measured,
     from_loadtest,
     local_facts,
     measured_dict,
     project,
+    seen_per_month,
     with_measured,
 )
 from lambdaserve.deploy.pricing import (
@@ -47,6 +49,7 @@ LABELS = {
     "rest_api": "API Gateway REST API",
     "provisioned_concurrency": "provisioned concurrency",
     "storage": "S3 model files",
+    "image": "ECR image",
 }
 
 
@@ -55,7 +58,17 @@ def cost(
     model: str | None = typer.Argument(
         None, help="A model served locally (its REPORT lines give the durations) or deployed (--remote)."
     ),
-    requests: str = typer.Option("1M", "--requests", help="Requests per month, e.g. 1M, 250k, 30000000."),
+    requests: str = typer.Option(
+        "1M",
+        "--requests",
+        help="Requests per month, e.g. 1M, 250k, 30000000; or 'seen': the rate of the model's requests "
+        "here (its REPORT lines, over at least 10 minutes), as a month.",
+    ),
+    image_mb: float | None = typer.Option(
+        None,
+        "--image-mb",
+        help="The function's image size in ECR, MB [default: 500, about a scikit-learn image].",
+    ),
     region: str | None = typer.Option(
         None,
         "--region",
@@ -117,7 +130,16 @@ def cost(
 
         lambdaserve cost --duration-ms 120 --memory 512 --requests 3M --arch arm64
     """
-    volume = parse_volume(requests)
+    seen = requests.strip().lower() == "seen"
+    volume = 0 if seen else parse_volume(requests)
+    if seen and (remote or from_loadtest_ is not None or model is None):
+        raise LambdaserveError(
+            "--requests seen prices the usage of a model served here: give its name, without "
+            "--remote or --from-loadtest.",
+            "e.g. lambdaserve cost news --requests seen",
+        )
+    if image_mb is not None and not 0 <= image_mb <= 10_240:
+        raise LambdaserveError("--image-mb is from 0 to 10240 (Lambda's largest image is 10 GB).")
     if remote and from_loadtest_ is not None:
         raise LambdaserveError("Give --remote or --from-loadtest, not both: one source of durations.")
     if stage is not None and not remote:
@@ -134,9 +156,12 @@ def cost(
     else:
         facts = None
     region = region or "us-east-1"
+    if seen:
+        volume = seen_per_month(facts.measured if facts else None)
     result = project(
         facts,
         requests=volume,
+        image_gb=IMAGE_GB if image_mb is None else image_mb / 1000,
         region=region,
         architecture=arch,
         memory_mb=memory,
@@ -155,7 +180,7 @@ def cost(
             }
         )
         return
-    _show(result, model, measured, memory is None, duration_ms is not None)
+    _show(result, model, measured, memory is None, duration_ms is not None, seen)
 
 
 def _loadtest_facts(model: str | None, source: str, state_dir: Path | None) -> LocalFacts:
@@ -245,12 +270,22 @@ def _remote_facts(
 
 
 def _show(
-    result: Estimate, model: str | None, measured: Measured | None, default_memory: bool, given: bool
+    result: Estimate,
+    model: str | None,
+    measured: Measured | None,
+    default_memory: bool,
+    given: bool,
+    seen: bool = False,
 ) -> None:
     work = result.workload
     out.print(
         f"[bold]{escape(model or 'A function')}[/] on AWS, {result.region}, {work['architecture']}: "
         f"{work['requests']:,} requests a month"
+        + (
+            f" (the rate seen here: {measured.invocations:,} in {measured.span_s / 3600:.1f} h, as 730 h)"
+            if seen and measured is not None and measured.span_s
+            else ""
+        )
     )
     if given or measured is None:
         out.print("  durations from: --duration-ms")

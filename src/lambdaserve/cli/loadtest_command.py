@@ -28,6 +28,7 @@ MAX_DURATION_S = 600.0
 MAX_CONNECTIONS = 1024
 MAX_RATE = 100_000.0
 CLIENT_LIMIT = 0.8  # of a core: above it, the client sets the pace
+MAX_BATCH = 10_000  # instances per request with --batch
 
 
 @handle_errors
@@ -56,6 +57,9 @@ def loadtest(
     ),
     data_file: Path | None = typer.Option(
         None, "--data-file", help="Bodies, one JSON per line, sent in turn."
+    ),
+    batch: int | None = typer.Option(
+        None, "--batch", help="Instances per request: the body's first instance repeated N times."
     ),
     base: str = typer.Option("http://127.0.0.1:8000", "--base", help="Where the local server listens."),
     api_key: str | None = typer.Option(
@@ -107,6 +111,8 @@ def loadtest(
         raise LambdaserveError(f"--connections is from 1 to {MAX_CONNECTIONS}.")
     if rate is not None and not 0 < rate <= MAX_RATE:
         raise LambdaserveError(f"--rate is above 0 and at most {MAX_RATE:,.0f} requests a second.")
+    if batch is not None and not 1 <= batch <= MAX_BATCH:
+        raise LambdaserveError(f"--batch is from 1 to {MAX_BATCH:,} instances.", "e.g. --batch 16")
     if compare not in (None, "flask"):
         raise LambdaserveError(f"Unknown --compare {compare!r}.", "Use --compare flask.")
     if remote:
@@ -122,6 +128,8 @@ def loadtest(
             "--compare needs a model served here (MODEL or MODEL@STAGE): its file is what Flask loads."
         )
     bodies = _bodies(data, data_file, resolved.sample, model)
+    if batch is not None:
+        bodies = [_batched(bodies[0], batch)]
     headers = {"x-api-key": api_key} if api_key else {}
     log = log_path(state_root(state_dir), model) if model and not remote else None
     offset = log.stat().st_size if log and log.is_file() else 0
@@ -142,8 +150,14 @@ def loadtest(
             )  # fmt: skip
         return asyncio.run(run)
 
+    started_ms = int(time.time() * 1000)
     result = load(url, headers)
-    cold = _cold_starts(log, offset) if log else None
+    if log:
+        cold = _cold_starts(log, offset)
+    elif resolved.remote:
+        cold = _remote_cold_starts(resolved, started_ms, project, profile, state_dir)
+    else:
+        cold = None
     baseline = None
     if compare and resolved.model_file is not None:
         if not as_json:
@@ -247,6 +261,40 @@ def _bodies(data: str | None, data_file: Path | None, sample: Any, model: str | 
     )
 
 
+def _batched(body: bytes, size: int) -> bytes:
+    """A request of ``size`` instances: the first instance of ``body`` again and again."""
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError:
+        raise LambdaserveError(
+            "--batch needs a JSON body to repeat.", "e.g. --data '[\"some text\"]'"
+        ) from None
+    first = parsed[0] if isinstance(parsed, list) and parsed else parsed
+    return json.dumps([first] * size).encode()
+
+
+def _remote_cold_starts(
+    target: Target, started_ms: int, project: str | None, profile: str | None, state_dir: Path | None
+) -> int | None:
+    """INITs during a remote run: REPORT lines with an Init Duration in CloudWatch Logs since
+    it began (None when they cannot be read: CloudWatch may also take a minute to have them)."""
+    from lambdaserve.deploy.awsclient import AWS
+    from lambdaserve.deploy.deployer import connect
+    from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.deploy.remote import remote_reports
+
+    if target.model is None:
+        return None
+    try:
+        with open_store(state_dir) as store:
+            aws = connect(store, project_name(project, store.root), target.region, profile, AWS)
+        names = Names(project_name(project, state_root(state_dir)), aws.account(), aws.region)
+        lines, _ = remote_reports(aws, names, target.model, target.stage, started_ms)
+    except LambdaserveError:
+        return None
+    return sum(1 for line in lines if (report := parse_report(line)) and report[1] is not None)
+
+
 def _cold_starts(log: Path, offset: int) -> int | None:
     """INITs the run caused: REPORT lines with an Init Duration written since it started."""
     time.sleep(1.0)  # the server writes its log about every half second
@@ -301,8 +349,9 @@ def _show(result: LoadResult, cold: int | None, target: Target) -> None:
         f"  [bold]What this remote run can tell[/]: how {target.model}@{target.stage} in {target.region} "
         "answers one client on this machine. Each latency includes this machine's network to AWS, TLS and "
         "API Gateway's own time before and after Lambda; the rate is capped by the stage's usage plan "
-        "(429s) and the function's reserved concurrency. What it cannot tell: Lambda's own durations and "
-        "cold starts (lambdaserve cost "
+        "(429s) and the function's reserved concurrency. The cold starts above are the REPORT lines with "
+        "an Init Duration CloudWatch had when the run ended (it may take a minute to have them all). "
+        "What it cannot tell: Lambda's own durations (lambdaserve cost "
         f"{target.model} --remote reads them from CloudWatch's REPORT lines; lambdaserve logs "
         f"{target.model} --remote shows them), nor what callers elsewhere see."
     )

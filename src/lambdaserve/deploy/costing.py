@@ -11,15 +11,21 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lambdaserve.deploy.pricing import Estimate, Workload, estimate, prices_for
+from lambdaserve.deploy.pricing import SECONDS_PER_MONTH, Estimate, Workload, estimate, prices_for
 from lambdaserve.deploy.spec import recommended_memory
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.log_lines import parse_report
 from lambdaserve.functions.logbook import log_path
 from lambdaserve.store import Store
+
+# The image in ECR when its size is not given: lambdaserve's image of a scikit-learn model
+# (AL2023 base, CPython, numpy, scipy, scikit-learn) is of this order; --image-mb to say.
+IMAGE_GB = 0.5
+SEEN_AT_LEAST_S = 600  # --requests seen: the log must span this long to extrapolate a month
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Measured:
     max_memory_used_mb: int | None = None  # CloudWatch: the largest Max Memory Used
     billed_ms: float | None = None  # CloudWatch: the median Billed Duration
     requests_per_s: float | None = None  # a load test: the throughput it reached
+    span_s: float | None = None  # the local log: from its first REPORT line to its last
     per_core_per_s: float | None = None  # a local load test: that throughput per core of the machine
 
 
@@ -51,6 +58,7 @@ def measure_reports(lines: Iterable[str], source: str, where: str, last: int = 1
     """REPORT lines (Lambda's, or the local gateway's, which writes the same) -> durations,
     INITs apart; the memory fields as well where the lines have them."""
     durations: collections.deque[float] = collections.deque(maxlen=last)
+    stamps: collections.deque[str] = collections.deque(maxlen=last)
     inits: collections.deque[float] = collections.deque(maxlen=last)
     billed: collections.deque[float] = collections.deque(maxlen=last)
     memory, used = None, None
@@ -59,6 +67,9 @@ def measure_reports(lines: Iterable[str], source: str, where: str, last: int = 1
         if report is None:
             continue
         durations.append(report[0])
+        stamp, tab, _ = line.partition("\t")
+        if tab and stamp[:2] == "20":  # the local log's "2026-12-03T10:00:00.000Z\t" prefix
+            stamps.append(stamp)
         if report[1] is not None:
             inits.append(report[1])
         if found := _FIELDS["billed"].search(line):
@@ -80,7 +91,30 @@ def measure_reports(lines: Iterable[str], source: str, where: str, last: int = 1
         memory_mb=memory if source == "cloudwatch" else None,
         max_memory_used_mb=used if source == "cloudwatch" else None,
         billed_ms=statistics.median(billed) if billed and source == "cloudwatch" else None,
+        span_s=_span_s(stamps[0], stamps[-1]) if len(stamps) == len(durations) else None,
     )
+
+
+def _span_s(first: str, last: str) -> float | None:
+    try:
+        start = datetime.fromisoformat(first.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(last.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (end - start).total_seconds()
+
+
+def seen_per_month(measured: Measured | None) -> int:
+    """The monthly volume the local log's REPORT lines run at (``--requests seen``)."""
+    span = measured.span_s if measured else None
+    if measured is None or span is None or span < SEEN_AT_LEAST_S:
+        spanned = f" span {span / 60:.0f} minutes" if span is not None else " have no times"
+        raise LambdaserveError(
+            "--requests seen needs the model's usage here over at least "
+            f"{SEEN_AT_LEAST_S // 60} minutes; its REPORT lines" + spanned + ".",
+            "Give the volume you expect instead, e.g. --requests 1M.",
+        )
+    return round(measured.invocations / span * SECONDS_PER_MONTH)
 
 
 def _p90(values: collections.deque[float]) -> float:
@@ -172,6 +206,7 @@ def project(
     cold_share: float = 0.0,
     stages_kept_warm: int = 0,
     provisioned: int = 0,
+    image_gb: float = IMAGE_GB,
 ) -> Estimate:
     """The month's estimate; what is not given comes from ``facts``."""
     measured = facts.measured if facts else None
@@ -199,6 +234,7 @@ def project(
         stages_kept_warm=stages_kept_warm,
         provisioned=provisioned,
         stored_gb=facts.stored_gb if facts else 0.0,
+        image_gb=image_gb,
         measured_per_vcpu_s=per_core,
     )
     return estimate(workload, prices_for(region))

@@ -114,7 +114,8 @@ class Workload:
     init_ms: float = 0.0  # and how long INIT takes (billed for container images)
     stages_kept_warm: int = 0
     provisioned: int = 0  # environments of provisioned concurrency, all month
-    stored_gb: float = 0.0  # model files in S3 and the image in ECR
+    stored_gb: float = 0.0  # model files in S3
+    image_gb: float = 0.0  # the function's image in ECR
     measured_per_vcpu_s: float | None = None  # a load test's requests/s per core, for the instance
 
 
@@ -157,7 +158,9 @@ def estimate(workload: Workload, prices: RegionPrices) -> Estimate:
         lines["provisioned_concurrency"] = ready * prices.provisioned_gb_s[arch]
         lines["lambda_duration"] = gb_s * prices.provisioned_duration_gb_s[arch]
     if workload.stored_gb:
-        lines["storage"] = workload.stored_gb * (prices.s3_gb_month + prices.ecr_gb_month)
+        lines["storage"] = workload.stored_gb * prices.s3_gb_month
+    if workload.image_gb:
+        lines["image"] = workload.image_gb * prices.ecr_gb_month
     free = {
         "lambda_requests": min(invocations, LAMBDA_FREE_REQUESTS)
         / MILLION
