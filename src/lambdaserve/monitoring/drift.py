@@ -40,6 +40,7 @@ STABLE_BELOW = 0.1
 SHIFT_ABOVE = 0.25
 TOP_FEATURES = 10
 LATEST_RECORDS = 10
+FEW_INSTANCES = 200  # below this, sampling noise alone moves PSI past 0.1 over 10 bins
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([mhd])")
 _AGE_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
@@ -246,6 +247,13 @@ def drift_report(
         )
     if not has_scipy():
         notes.append("p-values are left out: scipy is not installed here (pip install scipy adds them).")
+    small = [w for w in compared_windows if sum(len(r.get("instances") or []) for r in w[1]) < FEW_INSTANCES]
+    if small and reference is not None:
+        notes.append(
+            f"{len(small)} window(s) hold fewer than {FEW_INSTANCES} instances: there PSI reads high from "
+            "chance alone (about (bins - 1) x (1/n + 1/N) with no drift: 0.2 for 10 bins and 60 requests); "
+            "use longer windows (--window day) or capture more."
+        )
     report_windows = []
     for start, members in compared_windows:
         entry: dict[str, Any] = {
