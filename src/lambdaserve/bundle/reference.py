@@ -1,10 +1,13 @@
 """A reference sample of the training data: read it, bounded, for the package step.
 
 ``package --reference train.csv`` (or ``.jsonl``, ``.json``) gives the training data's
-distribution, which LIME needs to perturb tabular rows (and drift checks compare with).
+distribution, which LIME needs to perturb tabular rows and ``lambdaserve drift`` compares
+captured requests with. A text model's reference is JSON Lines of strings (one post per
+line), or a CSV of one column of texts (or with a ``text`` column beside others).
 The rows are read here, bounded, and handed to the model's execution environment, which
 checks them as ``/predict`` would and keeps only summary statistics
-(``runtime/explanations.py``): the bundle stores the statistics, never the rows.
+(``runtime/reference.py`` for LIME, ``runtime/distributions.py`` for drift): the bundle stores
+the statistics, never the rows.
 
 The statistics travel to the function as a JSON file: ``reference_file`` writes it once
 under a name made of its content hash, in the bundle, the store or the S3 bucket's place.
@@ -71,6 +74,8 @@ def _csv_rows(path: Path) -> list[Any]:
                     "Give every row one value per column of the header.",
                 )
             rows.append({name: _number(value) for name, value in zip(header, values, strict=True)})
+        if len(header) == 1 and all(isinstance(row[header[0]], str) for row in rows):
+            return [row[header[0]] for row in rows]  # one column of strings: a text model's texts
         return rows
 
 

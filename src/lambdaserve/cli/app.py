@@ -10,6 +10,7 @@ from lambdaserve.cli import (
     bundle_commands,
     cost_command,
     deploy_commands,
+    drift_command,
     explain_command,
     export_image_command,
     iam_command,
@@ -66,6 +67,7 @@ app.command("iam-policy")(iam_command.iam_policy)
 app.command("cost")(cost_command.cost)
 app.command("explain")(explain_command.explain)
 app.command("loadtest")(loadtest_command.loadtest)
+app.command("drift")(drift_command.drift)
 
 
 def _group(help_text: str) -> typer.Typer:

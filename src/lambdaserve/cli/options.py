@@ -37,6 +37,7 @@ DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Print the plan; make no 
 REFERENCE_OPTION = typer.Option(
     None,
     "--reference",
-    help="A sample of the training data (.csv with a header, or .jsonl): its statistics go into the "
-    "bundle for /explain on tabular models. The rows themselves are not kept.",
+    help="A sample of the training data (.csv with a header, or .jsonl; for text models .jsonl of "
+    "strings or a CSV with a text column): its statistics go into the bundle for lambdaserve drift, and "
+    "for /explain on tabular models. The rows themselves are not kept.",
 )

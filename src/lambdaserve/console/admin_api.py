@@ -28,12 +28,16 @@ Admin API:
     GET    /_/api/models/{model}/loadtests            the load tests recorded for it (lambdaserve
                                                       loadtest), newest first, and the latest one's
                                                       per-second timeline
+    GET    /_/api/models/{model}/drift?stage=&since=7d&window=day
+                                                      captured requests against the reference, per
+                                                      window (lambdaserve drift --json's object)
     GET    /_/api/session                             how this request is authorised, its CSRF token
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,9 @@ from lambdaserve.console.uploads import MB, UploadArea, UploadRefused
 from lambdaserve.deploy.costing import LocalFacts, curve, local_facts, measured_dict, project
 from lambdaserve.deploy.pricing import parse_volume, prices_for
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.monitoring.capture import read_records
+from lambdaserve.monitoring.drift import parse_age
+from lambdaserve.monitoring.model_drift import model_drift
 from lambdaserve.store import Store
 from lambdaserve.store.loadtests import latest_loadtest, loadtests
 from lambdaserve.store.records import parse_quota
@@ -263,6 +270,18 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         runs, latest = await asyncio.to_thread(_runs_of, store.root, name)
         return JSONResponse({"model": name, "runs": runs, "latest": latest})
 
+    async def drift(request: HTTPRequest) -> Response:
+        name = request.path_params["model"]
+        if name not in store.models():
+            return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
+        query = request.query_params
+        window = query.get("window", "day")
+        if window not in ("day", "hour"):
+            raise LambdaserveError("window must be day or hour.", "e.g. ?window=hour")
+        age = parse_age(query.get("since", "7d"))
+        report = await asyncio.to_thread(_drift_of, store.root, name, query.get("stage") or None, age, window)
+        return JSONResponse(report)
+
     async def upload(request: HTTPRequest) -> Response:
         received = await uploads.receive(request)
         return JSONResponse(received.to_dict(), status_code=201)
@@ -317,6 +336,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),
         Route("/_/api/models/{model}/cost", guarded(cost), methods=["GET"]),
         Route("/_/api/models/{model}/loadtests", guarded(load_tests), methods=["GET"]),
+        Route("/_/api/models/{model}/drift", guarded(drift), methods=["GET"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),
         Route("/_/api/uploads", guarded(upload), methods=["POST"]),
@@ -335,6 +355,25 @@ def _facts_of(root: Path, model: str) -> LocalFacts:
         return local_facts(store, model)
     finally:
         store.close()
+
+
+def _drift_of(root: Path, model: str, stage: str | None, age: timedelta, window: str) -> dict[str, Any]:
+    """``lambdaserve drift --json``'s report of the local captures, with this thread's own store
+    connection; with no captured request, the report says how to turn capture on."""
+    since = datetime.now(timezone.utc) - age
+    store = Store(root)
+    try:
+        records = list(read_records(root, model, since=since, stage=stage))
+        report = model_drift(store, model, records, stage=stage, since=since, window=window)
+    finally:
+        store.close()
+    if not records:
+        report["notes"].insert(
+            0,
+            f"No captured request in this period. Turn capture on: lambdaserve capture set {model} "
+            f"--stage {stage or 'STAGE'} 10% (or lambdaserve serve --capture 10%).",
+        )
+    return report
 
 
 def _runs_of(root: Path, model: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

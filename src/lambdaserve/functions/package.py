@@ -183,6 +183,8 @@ def _summarize(
         columns = list(rows[0])
         if names:  # a training file often holds the label too: only the model's features
             rows = [{n: r.get(n) for n in names} for r in rows]
+        elif "text" in columns and all(isinstance(r.get("text"), str) for r in rows):
+            pass  # a text model's posts beside their labels: the function keeps the text column
         else:  # a model fitted on arrays: the header's order is the features' order
             rows = [[r.get(c) for c in columns] for r in rows]
     answer = function.invoke({"lambdaserve": "reference", "rows": rows, "columns": columns})

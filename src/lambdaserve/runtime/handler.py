@@ -219,23 +219,42 @@ class PredictionService:
         )
 
     def summarize_reference(self, rows: Any, columns: Any = None) -> dict[str, Any]:
-        """The statistics ``/explain`` needs of a tabular model's training data, from rows as
-        ``/predict`` takes them. Asked by the package step with a direct invocation
+        """The statistics of a model's training data, from rows as ``/predict`` takes them: the
+        ``drift`` section (``distributions.py``: bins per feature and of the model's predictions
+        on the rows) for every model, and for tabular models also what ``/explain`` needs
+        (``reference.py``). Asked by the package step with a direct invocation
         (``{"lambdaserve": "reference", "rows": [...]}``), never through API Gateway."""
+        from lambdaserve.runtime.distributions import summarize_drift
         from lambdaserve.runtime.reference import summarize_reference
 
         if not isinstance(rows, list) or not rows:
             return {"error": "The reference holds no rows."}
         try:
+            rows = self._reference_texts(rows)
             kind = instance_kind(rows)
-            if kind == "text":
-                return {"error": "This model takes text: /explain needs no reference for it."}
-            self.model.prepare(rows)
+            x = self.model.prepare(rows)
+            predictions = json.loads(to_json(self.model.predict(x)))
             names = self.model.feature_names or (list(columns) if isinstance(columns, list) else None)
+            drift = summarize_drift(rows, predictions if isinstance(predictions, list) else None, names)
+            if kind == "text":  # LIME removes words from the text itself: it needs no statistics
+                return {"reference": {"format": 1, "n_rows": len(rows), "input": "text", "drift": drift}}
             matrix = [[r[n] for n in names] for r in rows] if kind == "record" and names else rows
-            return {"reference": summarize_reference(matrix, names)}
+            return {"reference": {**summarize_reference(matrix, names), "drift": drift}}
         except (RequestError, ValueError) as exc:
             return {"error": exc.message if isinstance(exc, RequestError) else str(exc)}
+
+    def _reference_texts(self, rows: list[Any]) -> list[Any]:
+        """A text model's reference read from a CSV arrives as objects: its ``text`` column
+        (or its only column) is the texts."""
+        if self.model.feature_names is not None or self.model.n_features is not None:
+            return rows
+        if not all(isinstance(r, dict) for r in rows):
+            return rows
+        keys = list(rows[0])
+        column = "text" if "text" in keys else keys[0] if len(keys) == 1 else None
+        if column is not None and all(isinstance(r.get(column), str) for r in rows):
+            return [r[column] for r in rows]
+        return rows
 
     def describe(self) -> dict[str, Any]:
         """What a bundle records about the model: used by the package step's smoke test."""
