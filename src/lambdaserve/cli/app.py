@@ -13,6 +13,7 @@ from lambdaserve.cli import (
     drift_command,
     explain_command,
     export_image_command,
+    feedback_command,
     iam_command,
     invoke_command,
     key_commands,
@@ -66,6 +67,7 @@ app.command("status")(deploy_commands.status_command)
 app.command("iam-policy")(iam_command.iam_policy)
 app.command("cost")(cost_command.cost)
 app.command("explain")(explain_command.explain)
+app.command("feedback")(feedback_command.feedback)
 app.command("loadtest")(loadtest_command.loadtest)
 app.command("drift")(drift_command.drift)
 

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from lambdaserve.cli.captures import captured_records, nothing_captured
 from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, require_model
@@ -60,52 +61,20 @@ def drift(
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir) as store:
         require_model(store, model)
-        if remote:
-            records = _remote(store, model, stage, cutoff, region, profile, project)
-        else:
-            from lambdaserve.monitoring.capture import read_records
-
-            records = list(read_records(store.root, model, since=cutoff, stage=stage))
+        records = captured_records(
+            store, model, stage, cutoff, remote=remote, region=region, profile=profile, project=project
+        )
         if not records:
-            raise _nothing_captured(model, stage, since, remote)
+            needs = (
+                "drift compares what the model is asked with what it learned, so it needs captured requests"
+            )
+            raise nothing_captured(model, stage, since, remote, needs)
         source = "aws" if remote else "local"
         report = model_drift(store, model, records, stage=stage, since=cutoff, window=window, source=source)
     if as_json:
         print_json(report)
         return
     show(report)
-
-
-def _remote(
-    store: Any,
-    model: str,
-    stage: str | None,
-    cutoff: datetime,
-    region: str | None,
-    profile: str | None,
-    project: str | None,
-) -> list[dict[str, Any]]:
-    from lambdaserve.deploy.awsclient import AWS
-    from lambdaserve.deploy.deployer import connect
-    from lambdaserve.deploy.names import Names, project_name
-    from lambdaserve.monitoring.capture import remote_records
-
-    name = project_name(project, store.root)
-    aws = connect(store, name, region, profile, AWS)
-    group = Names(name, aws.account(), aws.region).log_group(model)
-    return list(remote_records(aws.client("logs"), group, since=cutoff, stage=stage))
-
-
-def _nothing_captured(model: str, stage: str | None, since: str, remote: bool) -> LambdaserveError:
-    where = "on AWS" if remote else "here"
-    stage_text = f" on stage {stage}" if stage else ""
-    return LambdaserveError(
-        f"No captured request for {model}{stage_text} in the last {since} {where}: drift compares what "
-        "the model is asked with what it learned, so it needs captured requests.",
-        f"Turn capture on: lambdaserve capture set {model} --stage {stage or 'STAGE'} 10% "
-        "(or lambdaserve serve --capture 10%), send requests, then run this again"
-        + ("." if remote else " (or --remote for the deployed function)."),
-    )
 
 
 def show(report: dict[str, Any]) -> None:

@@ -61,7 +61,9 @@ from lambdaserve.errors import LambdaserveError
 from lambdaserve.monitoring.capture import read_records
 from lambdaserve.monitoring.drift import parse_age
 from lambdaserve.monitoring.model_drift import model_drift
+from lambdaserve.monitoring.quality import quality
 from lambdaserve.store import Store
+from lambdaserve.store.feedback import labels_of, record_labels
 from lambdaserve.store.loadtests import latest_loadtest, loadtests
 from lambdaserve.store.records import parse_quota
 
@@ -282,6 +284,36 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         report = await asyncio.to_thread(_drift_of, store.root, name, query.get("stage") or None, age, window)
         return JSONResponse(report)
 
+    async def add_feedback(request: HTTPRequest) -> Response:
+        """Labels for past requests: ``{"labels": [{"requestId": ..., "label": ...}, ...]}``."""
+        name = request.path_params["model"]
+        if name not in store.models():
+            return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
+        data = await body(request)
+        given = data.get("labels")
+        if not isinstance(given, list) or not all(isinstance(g, dict) and "label" in g for g in given):
+            raise LambdaserveError(
+                'The body is {"labels": [{"requestId": "...", "label": ...}, ...]}.',
+                "Name each request by the x-amzn-RequestId its caller got back.",
+            )
+        pairs = [(str(g.get("requestId") or ""), g["label"]) for g in given]
+        added = await asyncio.to_thread(_add_labels, store.root, name, pairs)
+        return JSONResponse({"model": name, "added": added})
+
+    async def model_quality(request: HTTPRequest) -> Response:
+        name = request.path_params["model"]
+        if name not in store.models():
+            return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
+        query = request.query_params
+        window = query.get("window", "day")
+        if window not in ("day", "hour"):
+            raise LambdaserveError("window must be day or hour.", "e.g. ?window=hour")
+        age = parse_age(query.get("since", "30d"))
+        report = await asyncio.to_thread(
+            _quality_of, store.root, name, query.get("stage") or None, age, window
+        )
+        return JSONResponse(report)
+
     async def upload(request: HTTPRequest) -> Response:
         received = await uploads.receive(request)
         return JSONResponse(received.to_dict(), status_code=201)
@@ -337,6 +369,8 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/models/{model}/cost", guarded(cost), methods=["GET"]),
         Route("/_/api/models/{model}/loadtests", guarded(load_tests), methods=["GET"]),
         Route("/_/api/models/{model}/drift", guarded(drift), methods=["GET"]),
+        Route("/_/api/models/{model}/feedback", guarded(add_feedback), methods=["POST"]),
+        Route("/_/api/models/{model}/quality", guarded(model_quality), methods=["GET"]),
         Route("/_/api/keys/{key}", guarded(revoke), methods=["DELETE"]),
         Route("/_/api/logs/{model}", guarded(logs)),
         Route("/_/api/uploads", guarded(upload), methods=["POST"]),
@@ -374,6 +408,26 @@ def _drift_of(root: Path, model: str, stage: str | None, age: timedelta, window:
             f"--stage {stage or 'STAGE'} 10% (or lambdaserve serve --capture 10%).",
         )
     return report
+
+
+def _add_labels(root: Path, model: str, pairs: list[tuple[str, Any]]) -> int:
+    store = Store(root)
+    try:
+        return record_labels(store, model, pairs)
+    finally:
+        store.close()
+
+
+def _quality_of(root: Path, model: str, stage: str | None, age: timedelta, window: str) -> dict[str, Any]:
+    """``lambdaserve feedback --json``'s report of the local captures and the stored labels."""
+    since = datetime.now(timezone.utc) - age
+    store = Store(root)
+    try:
+        labels = labels_of(store, model)
+    finally:
+        store.close()
+    records = read_records(root, model, since=since, stage=stage)
+    return {"model": model, "stage": stage, **quality(records, labels, window)}
 
 
 def _runs_of(root: Path, model: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
