@@ -17,6 +17,7 @@ pipeline), which then no request pays.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,18 +154,30 @@ class PredictionService:
         Run once every answer is decided: probabilities (or, on /predict_proba, the labels) are
         computed here, for these requests only. A failure here never touches an answer."""
         latency_ms = (time.perf_counter() - started) * 1000
+        answered = {
+            i: (request, x)
+            for i, (request, x) in captured.items()
+            if (response := responses[i]) is not None and response["statusCode"] == 200
+        }
+        # What the answers lack: probabilities for /predict, labels for /predict_proba, each
+        # computed with one model call for all the captured requests of the message.
+        extra: dict[int, Any] = {}
+        for wants_proba in (False, True):
+            group = [
+                (i, x, len(request.instances))
+                for i, (request, x) in answered.items()
+                if request.wants_proba == wants_proba
+            ]
+            if group and (wants_proba or self.model.has_proba):
+                extra.update(self._capture_outputs(group, labels=wants_proba))
         records: dict[int, str] = {}
-        for i, (request, x) in captured.items():
-            response = responses[i]
-            if response is None or response["statusCode"] != 200:
-                continue
+        for i, (request, _) in answered.items():
             try:
-                answered = json.loads(response["body"])
+                answer = json.loads((responses[i] or {})["body"])
                 if request.wants_proba:
-                    predictions, probabilities = jsonable(self.model.predict(x)), answered
+                    predictions, probabilities = extra[i], answer
                 else:
-                    probabilities = jsonable(self.model.predict_proba(x)) if self.model.has_proba else None
-                    predictions = answered
+                    predictions, probabilities = answer, extra.get(i)
                 record = self.capture.record(
                     request_id=logs[i]["requestId"],
                     version=self.version,
@@ -183,6 +196,28 @@ class PredictionService:
             else:
                 records[i] = record
         return records
+
+    def _capture_outputs(self, group: list[tuple[int, Any, int]], labels: bool) -> dict[int, Any]:
+        """Labels (``labels``) or probabilities of the captured requests, as JSON values: one
+        model call for the group, else one per request; a request whose call fails has none."""
+        call = self.model.predict if labels else self.model.predict_proba
+        found: dict[int, Any] = {}
+        if len(group) > 1:
+            try:
+                combined = jsonable(call(self.model.concat([x for _, x, _ in group])))
+                offset = 0
+                for i, _, size in group:
+                    found[i] = combined[offset : offset + size]
+                    offset += size
+                if offset == len(combined):
+                    return found
+            except Exception:
+                pass
+            found = {}
+        for i, x, _ in group:
+            with contextlib.suppress(Exception):
+                found[i] = jsonable(call(x))
+        return found
 
     def _log_start(self, context: Any) -> dict[str, Any]:
         request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
