@@ -809,3 +809,71 @@ def test_an_image_of_your_own_is_kept_until_you_ask_for_lambdaserve_image(
         destroy(store, project)
         ecr.delete_repository(repositoryName=f"mine-{project}", force=True)
     assert_nothing_left(project)
+
+
+@pytest.mark.skipif(REAL, reason="moto only: the main test covers a real deploy")
+def test_capture_is_a_stage_variable_set_and_removed_by_a_stage_update(
+    aws_account: None, store: Store, project: str, topics_bundle: tuple[dict[str, Any], Path]
+) -> None:
+    registry = RegistryStandIn()
+    store.add_version("topics", *topics_bundle)
+    try:
+        # GIVEN a deployed stage
+        run(store, CallLog(), registry, DeployOptions("topics", "test", project=project, region=REGION))
+        apigw = boto3.client("apigateway", region_name=REGION)
+        api_id = apis_of(project)[f"lambdaserve-{project}-test"]
+        # WHEN deploy --capture 10% runs: THEN the stage has the variable, and the function is untouched
+        calls = CallLog()
+        run(store, calls, registry, DeployOptions("topics", "test", project=project, capture=0.1))
+        assert calls.writes() == ["apigateway:UpdateStage"]
+        stage = apigw.get_stage(restApiId=api_id, stageName="test")
+        assert stage["variables"] == {"lambdaserveCapture": "0.1"}
+        # AND a deploy without --capture keeps it; --capture off removes it
+        calls = CallLog()
+        run(store, calls, registry, DeployOptions("topics", "test", project=project))
+        assert "apigateway:UpdateStage" not in calls.writes()
+        run(store, CallLog(), registry, DeployOptions("topics", "test", project=project, capture=0.0))
+        assert not apigw.get_stage(restApiId=api_id, stageName="test").get("variables")
+    finally:
+        destroy(store, project)
+
+
+@pytest.mark.skipif(REAL, reason="moto only: lines are put by the test")
+def test_remote_records_reads_capture_lines_from_cloudwatch_logs(aws_account: None) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from lambdaserve.monitoring.capture import remote_records
+
+    # GIVEN a function's log group with records of two stages among other lines
+    logs = boto3.client("logs", region_name=REGION)
+    group = f"/aws/lambda/t{uuid.uuid4().hex[:8]}-news"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/12/03/[3]abc")
+    now = datetime.now(timezone.utc)
+    lines = []
+    for n in range(6):
+        stage = "prod" if n % 2 else "test"
+        stamp = (now - timedelta(minutes=10 - n)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        record = {"lambdaserveCapture": 1, "time": stamp, "requestId": f"r{n}", "version": "3",
+                  "stage": stage, "route": "predict", "instances": [n], "predictions": [n],
+                  "probabilities": None, "latencyMs": 1.0}  # fmt: skip
+        lines += [
+            f"START RequestId: r{n} Version: 3",
+            json.dumps({"requestId": f"r{n}"}),
+            json.dumps(record) + "\n",
+        ]
+    base = int((now - timedelta(minutes=10)).timestamp() * 1000)
+    events = [{"timestamp": base + i, "message": line} for i, line in enumerate(lines)]
+    logs.put_log_events(logGroupName=group, logStreamName="2026/12/03/[3]abc", logEvents=events)
+    try:
+        # WHEN the records are read back
+        since = now - timedelta(hours=1)
+        every = list(remote_records(logs, group, since=since))
+        prod = list(remote_records(logs, group, since=since, stage="prod"))
+        # THEN only records come back, whole, in order, and a stage filters them
+        assert [r["requestId"] for r in every] == [f"r{n}" for n in range(6)]
+        assert [r["requestId"] for r in prod] == ["r1", "r3", "r5"]
+        assert every[0]["instances"] == [0]
+        assert [r["requestId"] for r in remote_records(logs, group, since=since, limit=2)] == ["r0", "r1"]
+    finally:
+        logs.delete_log_group(logGroupName=group)

@@ -612,3 +612,9 @@ def test_cfn_lint_finds_nothing_in_the_templates(tmp_path: Path) -> None:
         timeout=300,
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_capture_is_the_stage_variable_of_the_stages_that_ask_for_it() -> None:
+    template = build_template([stage("test", release(), capture=0.1), stage("prod", release("news", 3))])
+    assert properties(template, "TestStage")["Variables"] == {"lambdaserveCapture": "0.1"}
+    assert "Variables" not in properties(template, "ProdStage")

@@ -454,3 +454,33 @@ def test_explain_adds_its_route_and_a_reference_travels_to_s3_beside_the_model(t
     # AND without --explain there is no such route
     plain = plan_deploy(desired(), Current())
     assert "explain" not in [s.params.get("pathPart") for s in plain.steps if isinstance(s, Call)]
+
+
+def test_capture_sets_the_stage_variable_and_off_removes_it_without_touching_the_function() -> None:
+    # GIVEN a converged stage without capture
+    current = deployed(desired())
+    # WHEN 10% is asked for: one stage update, nothing else
+    plan = plan_deploy(desired(capture=0.1), current)
+    [update] = calls(plan.steps, "update_stage")
+    assert operations(plan.steps) == ["apigateway:update_stage"]
+    assert update.params == {
+        "restApiId": "api1",
+        "stageName": "test",
+        "patchOperations": [{"op": "replace", "path": "/variables/lambdaserveCapture", "value": "0.1"}],
+    }
+    # THEN once AWS has it, the same rate plans nothing, and leaving --capture out keeps it
+    assert current.api is not None
+    current.api.stage = {**(current.api.stage or {}), "variables": {"lambdaserveCapture": "0.1"}}
+    assert plan_deploy(desired(capture=0.1), current).steps == []
+    assert plan_deploy(desired(), current).steps == []
+    # AND off removes the variable
+    [removal] = calls(plan_deploy(desired(capture=0.0), current).steps, "update_stage")
+    assert removal.params["patchOperations"] == [{"op": "remove", "path": "/variables/lambdaserveCapture"}]
+
+
+def test_a_new_stage_gets_its_capture_variable_after_the_deployment_that_creates_it() -> None:
+    steps = plan_deploy(desired(capture=1.0), Current()).steps
+    [deployment] = calls(steps, "create_deployment")
+    [update] = [s for s in calls(steps, "update_stage") if "/variables/" in str(s.params)]
+    assert steps.index(deployment) < steps.index(update)
+    assert update.params["patchOperations"][0]["value"] == "1"

@@ -10,7 +10,9 @@ took longer than the integration timeout). Every response carries ``x-amzn-Reque
 ``x-amz-apigw-id`` (the event's ``extendedRequestId``), as API Gateway's do.
 
 State comes from the store through ``Catalog``, refreshed whenever another process (the
-CLI) commits, so pushes, promotions, keys and plans take effect within a second or two.
+CLI) commits, so pushes, promotions, keys, plans and capture rates take effect within a
+second or two. A stage's capture rate reaches the handler as the stage variable
+``lambdaserveCapture`` in the event, as ``deploy --capture`` sets it on AWS.
 A stage follows its alias in the store only once the versions it newly names have run
 INIT (``routes``): until then requests keep going to the versions it served, so a promotion
 never makes callers wait for a cold start. A new stage, with nothing to keep serving, and a
@@ -48,6 +50,7 @@ from lambdaserve.functions.series import LiveSignals, SeriesRecorder
 from lambdaserve.functions.service import HandlerSpec, LambdaService
 from lambdaserve.functions.settings import FunctionSettings
 from lambdaserve.runtime.apigw import compact, expand, new_apigw_id
+from lambdaserve.runtime.capture import STAGE_VARIABLE
 from lambdaserve.runtime.events import MAX_PAYLOAD_BYTES
 from lambdaserve.store import Alias, ApiKey, Store
 from lambdaserve.store.catalog import Catalog
@@ -416,10 +419,13 @@ class Gateway:
             body: str | bytes = request.body.decode("utf-8")
         except UnicodeDecodeError:
             body = request.body  # not text: passed base64-encoded, as for a binary media type
-        handler_path: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        rate = self.catalog.captures.get((name, stage))
+        if rate:  # as API Gateway passes the stage's variables (deploy --capture sets this one)
+            extra["stage_variables"] = {STAGE_VARIABLE: f"{rate:g}"}
         if name in self.handlers:
             path = f"/{name}/{route}" if route else f"/{name}"
-            handler_path = {
+            extra |= {
                 "resource": resource,
                 "path": path,
                 "path_parameters": {"proxy": route} if route else None,
@@ -438,7 +444,7 @@ class Gateway:
             request_id=ids[0],
             extended_request_id=ids[1],
             domain_name=self.settings.domain_name,
-            **handler_path,
+            **extra,
         )
 
 

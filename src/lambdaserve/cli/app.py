@@ -21,6 +21,7 @@ from lambdaserve.cli import (
     log_command,
     serve_command,
 )
+from lambdaserve.cli.capture_command import capture_app
 from lambdaserve.cli.export_command import export_app
 
 app = typer.Typer(
@@ -108,6 +109,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(plans_app, name="plans")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
+app.add_typer(capture_app, name="capture")
 
 
 def main() -> None:

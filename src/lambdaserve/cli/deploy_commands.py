@@ -34,6 +34,7 @@ from lambdaserve.deploy.plan import describe_step, execute
 from lambdaserve.deploy.remote import last_deploys, promote_options, remote_status, rollback_options
 from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.monitoring.capture import parse_rate as parse_capture
 from lambdaserve.store.records import Deployment
 
 
@@ -92,6 +93,12 @@ def deploy_command(
     quota: str | None = typer.Option(
         None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH (e.g. 100/DAY), or 'none'."
     ),
+    capture: str | None = typer.Option(
+        None,
+        "--capture",
+        help="Record this share of the stage's requests in the function's log stream (10%, 0.1), or "
+        "off: the stage variable lambdaserveCapture, a stage update [default: as deployed].",
+    ),
     arch: str | None = typer.Option(
         None,
         "--arch",
@@ -132,6 +139,8 @@ def deploy_command(
         lambdaserve deploy news --stage test --region eu-west-1 --rate 10 --burst 20 --quota 1000/DAY
 
         lambdaserve deploy news --stage prod --arch arm64 --refresh-base
+
+        lambdaserve deploy news --stage prod --capture 10%
     """
     options = DeployOptions(
         model=model,
@@ -157,6 +166,7 @@ def deploy_command(
         rate=parse_rate(rate),
         burst=burst,
         quota=quota,
+        capture=parse_capture(capture) if capture is not None else None,
         dry_run=dry_run,
     )
     run_deploy(options, state_dir, as_json)

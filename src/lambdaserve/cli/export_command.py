@@ -43,6 +43,7 @@ from lambdaserve.deploy.spec import (
     recommended_memory,
 )
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.monitoring.capture import parse_rate as parse_capture
 from lambdaserve.store import Alias, Store
 from lambdaserve.store.records import parse_quota
 from lambdaserve.store.store import check_limits
@@ -107,6 +108,12 @@ def cloudformation(
     ),
     quota: str | None = typer.Option(None, "--quota", help="Usage plan: COUNT/DAY|WEEK|MONTH, e.g. 100/DAY."),
     arch: str = typer.Option("x86_64", "--arch", help="x86_64 or arm64 (Graviton)."),
+    capture: str | None = typer.Option(
+        None,
+        "--capture",
+        help="Record this share of each stage's requests in the functions' logs (10%, 0.1, or off): "
+        "the stage variable lambdaserveCapture.",
+    ),
     python: str | None = typer.Option(
         None, "--python", help="Run on a newer Python than each model's (no code pickled by value)."
     ),
@@ -131,10 +138,13 @@ def cloudformation(
         lambdaserve export cloudformation -o template.yaml --region eu-west-1 --rate 10 --burst 10
 
         lambdaserve export cloudformation --model news --keep-warm --quota 100/DAY > news.yaml
+
+        lambdaserve export cloudformation --capture 10% -o template.yaml
     """
     fmt = _format(fmt, output)
     names = Names(project_name(project, state_root(state_dir)), _account(account), _region(region))
     quota_limit, quota_period = parse_quota(quota)
+    capture_rate = parse_capture(capture) if capture is not None else None
     throttle = parse_rate(rate)
     if throttle == OFF:
         throttle, burst = None, None
@@ -159,6 +169,8 @@ def cloudformation(
     with open_store(state_dir) as store, progress() as reporter:
         desired, configured = desired_stages(store, names, models or [], function, plan)
         desired = with_images(store, desired, memory_set=memory is not None, python=python, progress=reporter)
+    if capture_rate:
+        desired = [replace(d, capture=capture_rate) for d in desired]
     template = build_template(desired, configured=configured)
     text = dump_template(template, fmt)
     notes = []

@@ -19,7 +19,9 @@ from lambdaserve.cli.output import err, handle_errors, out, print_json, progress
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name, default_name
+from lambdaserve.monitoring.capture import parse_rate
 from lambdaserve.store import Store, UsagePlan
+from lambdaserve.store.captures import set_capture_rate
 from lambdaserve.store.store import check_stage
 
 
@@ -63,6 +65,12 @@ def serve(
     max_upload_mb: int = typer.Option(
         200, "--max-upload-mb", help="Largest model file the web console accepts, in MB."
     ),
+    capture: str | None = typer.Option(
+        None,
+        "--capture",
+        help="Record this share of requests (10%, 0.1, or off) on the stages served, in "
+        "STATE/capture/MODEL.jsonl [default: as set before, else off].",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Serve models (or your own handler) behind a local API Gateway + Lambda, and the console.
@@ -76,6 +84,8 @@ def serve(
 
         lambdaserve serve model.pickle
 
+        lambdaserve serve model.pickle --capture 10%
+
         curl -X POST http://127.0.0.1:8000/test/model/predict -H "x-api-key: $KEY" -d '["some text"]'
     """
     from lambdaserve.apigateway.gateway import Gateway, GatewaySettings  # only when serving
@@ -88,6 +98,7 @@ def serve(
     if runtime not in RUNTIMES:
         raise LambdaserveError(f"Unknown --runtime {runtime!r}.", "Use default or awslambdaric.")
     check_stage(stage)
+    capture_rate = parse_rate(capture) if capture is not None else None
     if max_upload_mb < 1:
         raise LambdaserveError("--max-upload-mb must be at least 1.", "e.g. --max-upload-mb 500")
     store = Store(state_dir)
@@ -100,6 +111,11 @@ def serve(
     elif model is not None:
         served.append(_register(store, model, name, stage, trust, env, as_json))
 
+    if capture_rate is not None:
+        for route_name, route_stage in [(n, stage) for n, v in served if v != "$LATEST"] or [
+            (a.model, a.stage) for a in store.aliases()
+        ]:
+            set_capture_rate(store, route_name, route_stage, capture_rate)
     created_key = None
     plan: UsagePlan | None = None
     if not no_api_key:

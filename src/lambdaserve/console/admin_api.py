@@ -15,6 +15,9 @@ Admin API:
                                                        "key": {"name", "plan"}} -> report, endpoint, key
     PUT    /_/api/models/{model}/stages/{stage}       {"version": 2, "canary": {"version": 3, "weight": 10}}
     POST   /_/api/models/{model}/stages/{stage}/rollback
+    PUT    /_/api/models/{model}/stages/{stage}/capture {"rate": 0.1}: capture 10% of the stage's
+                                                      requests (0: off); the stage's "capture"
+                                                      in GET /_/api/models says its rate
     GET    /_/api/plans        POST /_/api/plans      {"name", "rate", "burst", "quota": "100/DAY",
                                                        "stages": ["test", "prod"]}
     PATCH  /_/api/plans/{plan}                        the fields to change (null removes a limit)
@@ -63,6 +66,7 @@ from lambdaserve.monitoring.drift import parse_age
 from lambdaserve.monitoring.model_drift import model_drift
 from lambdaserve.monitoring.quality import quality
 from lambdaserve.store import Store
+from lambdaserve.store.captures import capture_rates, set_capture_rate
 from lambdaserve.store.feedback import labels_of, record_labels
 from lambdaserve.store.loadtests import latest_loadtest, loadtests
 from lambdaserve.store.records import parse_quota
@@ -138,11 +142,17 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         return HTMLResponse(docs_page(openapi_spec(gateway, str(request.base_url).rstrip("/"))))
 
     def model_view(name: str) -> dict[str, Any]:
+        rates = capture_rates(store, name)
         return {
             "name": name,
             "versions": [v.to_dict() for v in store.versions(name)],
             "stages": [
-                {**a.to_dict(), "rollback": store.rollback_target(name, a.stage)} for a in store.aliases(name)
+                {
+                    **a.to_dict(),
+                    "rollback": store.rollback_target(name, a.stage),
+                    "capture": rates.get((name, a.stage), 0.0),
+                }
+                for a in store.aliases(name)
             ],
         }
 
@@ -177,6 +187,19 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         alias = store.rollback(request.path_params["model"], request.path_params["stage"])
         gateway.refresh(force=True)
         return JSONResponse(alias.to_dict() if alias else {"removed": True})
+
+    async def capture(request: HTTPRequest) -> Response:
+        data = await body(request)
+        name, stage = request.path_params["model"], request.path_params["stage"]
+        if store.alias(name, stage) is None:
+            return JSONResponse({"message": f"Model {name!r} has no stage {stage!r}."}, status_code=404)
+        off = data.get("rate") == 0 and not isinstance(data.get("rate"), bool)
+        rate = 0.0 if off else fields.decimal(data, "rate", low=0, high=1)
+        if rate is None:
+            raise LambdaserveError('The body needs a rate from 0 to 1: {"rate": 0.1} captures 10%.')
+        set_capture_rate(store, name, stage, rate)
+        gateway.refresh(force=True)
+        return JSONResponse({"model": name, "stage": stage, "rate": rate})
 
     async def plans(request: HTTPRequest) -> Response:
         if request.method == "POST":
@@ -363,6 +386,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         Route("/_/api/models/{model}", guarded(model)),
         Route("/_/api/models/{model}/stages/{stage}", guarded(promote), methods=["PUT"]),
         Route("/_/api/models/{model}/stages/{stage}/rollback", guarded(rollback), methods=["POST"]),
+        Route("/_/api/models/{model}/stages/{stage}/capture", guarded(capture), methods=["PUT"]),
         Route("/_/api/plans", guarded(plans), methods=["GET", "POST"]),
         Route("/_/api/plans/{plan}", guarded(change_plan), methods=["PATCH"]),
         Route("/_/api/keys", guarded(keys), methods=["GET", "POST"]),

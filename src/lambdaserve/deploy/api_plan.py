@@ -25,6 +25,7 @@ from lambdaserve.deploy.lambda_plan import Value, function_arn
 from lambdaserve.deploy.names import Names
 from lambdaserve.deploy.plan import Call, Fmt, Plan, Ref, fmt
 from lambdaserve.deploy.spec import Desired
+from lambdaserve.runtime.capture import STAGE_VARIABLE as CAPTURE_VARIABLE
 
 APIGATEWAY_SID = "lambdaserve-apigateway-{api}"
 # The access log's fields (API Gateway's $context variables), one JSON object per request.
@@ -213,8 +214,44 @@ def access_log_arn(names: Names, stage: str) -> str:
     return f"arn:aws:logs:{names.region}:{names.account}:log-group:{names.access_log_group(stage)}"
 
 
+def capture_value(rate: float) -> str:
+    """A capture rate as the stage variable holds it: "0.1"."""
+    return f"{rate:g}"
+
+
+def _plan_capture(plan: Plan, desired: Desired, stage_state: dict[str, Any], api_id: Value) -> None:
+    """The stage variable ``lambdaserveCapture``: a stage update, effective at once, no redeploy."""
+    if desired.capture is None:
+        return
+    stage = desired.stage
+    deployed = (stage_state.get("variables") or {}).get(CAPTURE_VARIABLE)
+    where = {"restApiId": api_id, "stageName": stage}
+    path = f"/variables/{CAPTURE_VARIABLE}"
+    if desired.capture > 0 and deployed != capture_value(desired.capture):
+        patch = [{"op": "replace", "path": path, "value": capture_value(desired.capture)}]
+        plan.add(
+            Call(
+                "apigateway",
+                "update_stage",
+                {**where, "patchOperations": patch},
+                f"Capture {desired.capture * 100:g}% of the stage's requests (stage variable "
+                f"{CAPTURE_VARIABLE}: records in the functions' logs)",
+            )
+        )
+    elif desired.capture <= 0 and deployed is not None:
+        patch = [{"op": "remove", "path": path}]
+        plan.add(
+            Call(
+                "apigateway",
+                "update_stage",
+                {**where, "patchOperations": patch},
+                f"Stop capturing the stage's requests (remove the stage variable {CAPTURE_VARIABLE})",
+            )
+        )
+
+
 def _plan_stage_settings(plan: Plan, desired: Desired, current: Current, api_id: Value) -> None:
-    """The stage's tags, and its access log."""
+    """The stage's tags, its capture rate, and its access log."""
     names, stage = desired.names, desired.stage
     stage_state = (current.api.stage if current.api else None) or {}
     tags = names.tags(stage=stage)
@@ -227,6 +264,7 @@ def _plan_stage_settings(plan: Plan, desired: Desired, current: Current, api_id:
                 f"Tag the stage {stage}",
             )
         )
+    _plan_capture(plan, desired, stage_state, api_id)
     settings = stage_state.get("accessLogSettings") or {}
     destination = access_log_arn(names, stage)
     if desired.access_logs and (

@@ -36,12 +36,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from lambdaserve.deploy.api_plan import capture_value
 from lambdaserve.deploy.cloudformation_syntax import bucket_name, cfn_tags, get_att, logical_part, ref, sub
 from lambdaserve.deploy.lambda_plan import WARM_EVENT
 from lambdaserve.deploy.names import Names, check_api_stage
 from lambdaserve.deploy.planner import TRUST_POLICY, lambda_pull_statement, lifecycle_policy
 from lambdaserve.deploy.spec import KEEP_WARM_SCHEDULE, AwsFunctionSettings, Desired, Release
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.runtime.capture import STAGE_VARIABLE as CAPTURE_VARIABLE
 from lambdaserve.runtime.variables import MODEL, REFERENCE
 
 KEEP_WARM_INPUT = json.dumps(WARM_EVENT)
@@ -449,7 +451,10 @@ class _Template:
             {**in_api, "Description": f"lambdaserve stage {stage}"},
             DependsOn=methods,  # deploying an API before its methods exist fails
         )
-        api_stage = {**in_api, "StageName": stage, "DeploymentId": ref(deployment)}
+        api_stage: dict[str, Any] = {**in_api, "StageName": stage, "DeploymentId": ref(deployment)}
+        rates = {d.capture for d in members if d.capture}
+        if rates:  # one stage, one variable: the highest any of its models asks for
+            api_stage["Variables"] = {CAPTURE_VARIABLE: capture_value(max(rates))}
         self.add(f"{part}Stage", "AWS::ApiGateway::Stage", api_stage, tags)
         key = {"Name": names.api_key(stage), "Enabled": True}
         self.add(f"{part}ApiKey", "AWS::ApiGateway::ApiKey", key, tags)

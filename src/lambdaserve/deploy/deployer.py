@@ -74,6 +74,7 @@ class DeployOptions:
     rate: float | None = None  # OFF removes the throttle
     burst: int | None = None
     quota: str | None = None  # "none" removes it
+    capture: float | None = None  # the stage's capture rate, 0 to 1 (0 removes it); None keeps it
     dry_run: bool = False
 
 
@@ -177,6 +178,7 @@ def deploy(
         access_logs=_access_logs(options, current),
         build_tags=base.tags() if base is not None else {},
         explain=_explain(options, release, notes),
+        capture=options.capture,
     )
     if desired.canary is not None and desired.function.provisioned_concurrency:
         # Lambda keeps no provisioned concurrency on an alias with routing weights.

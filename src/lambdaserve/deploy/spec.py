@@ -196,6 +196,9 @@ class Desired:
     access_logs: bool = False  # API Gateway's access log of the stage, in CloudWatch Logs
     build_tags: dict[str, str] = field(default_factory=dict)  # the image's base, for status --remote
     explain: bool = False  # the /explain route (LIME, runtime/explaining.py)
+    # The stage variable lambdaserveCapture (runtime/capture.py): a fraction of requests whose
+    # record the handler writes to its log stream; 0 removes it, None leaves it as deployed.
+    capture: float | None = None
 
     @property
     def model(self) -> str:

@@ -5,6 +5,10 @@ Lines are buffered in memory and appended to ``<state>/logs/<model>.log`` by the
 server's housekeeping task (``flush``), each prefixed with its UTC timestamp and a tab.
 A file over 20 MB is rotated once (``.log.1``). The last lines of each model are also
 kept in memory for the admin API and the console.
+
+Capture records (``monitoring/capture.py``) are not log lines here: they go, unstamped, to
+``<state>/capture/<model>.jsonl`` in the same flush, bounded by ``capture_bytes`` per model.
+On AWS they stay in the function's log stream.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lambdaserve.functions.log_lines import Report, end_line, start_line
+from lambdaserve.monitoring.capture import CAPTURE_BYTES, append_records, is_capture_line
 
 ROTATE_BYTES = 20 * 1024 * 1024
 _SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -48,18 +53,33 @@ class CollectedLines:
 
 
 class LogBook:
-    def __init__(self, state_dir: Path, keep: int = 500) -> None:
+    def __init__(self, state_dir: Path, keep: int = 500, capture_bytes: int = CAPTURE_BYTES) -> None:
         self.state_dir = state_dir
         (state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.capture_bytes = capture_bytes
         self._pending: dict[str, list[str]] = collections.defaultdict(list)
         self._recent: dict[str, collections.deque[str]] = {}
+        self._captured: dict[str, list[str]] = collections.defaultdict(list)
+        self._captured_bytes: dict[str, int] = collections.defaultdict(int)
 
     def write(self, model: str, lines: Iterable[str]) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        stamped = [f"{stamp}\t{line}" for line in lines]
+        stamped = []
+        for line in lines:
+            if is_capture_line(line):
+                self._capture(model, line)
+            else:
+                stamped.append(f"{stamp}\t{line}")
         self._pending[model].extend(stamped)
         self._recent.setdefault(model, collections.deque(maxlen=self.keep)).extend(stamped)
+
+    def _capture(self, model: str, line: str) -> None:
+        # Held until the next flush, never more than one file's worth: past that, the oldest
+        # would be rotated away anyway, so the newest is dropped rather than memory grown.
+        if self._captured_bytes[model] + len(line) < self.capture_bytes:
+            self._captured[model].append(line)
+            self._captured_bytes[model] += len(line) + 1
 
     def recent(self, model: str, count: int = 100) -> list[str]:
         lines = self._recent.get(model) or ()
@@ -75,6 +95,10 @@ class LogBook:
                 path.replace(path.with_suffix(".log.1"))
             with path.open("a", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
+        captured, self._captured = self._captured, collections.defaultdict(list)
+        self._captured_bytes.clear()
+        for model, records in captured.items():
+            append_records(self.state_dir, model, records, self.capture_bytes)
 
 
 def frame_invocations(

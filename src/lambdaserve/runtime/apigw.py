@@ -43,6 +43,7 @@ def rest_proxy_event(
     path: str | None = None,
     path_parameters: dict[str, str] | None = None,
     extended_request_id: str | None = None,
+    stage_variables: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     request_id = request_id or str(uuid.uuid4())
     path = path or f"/{model}/{route}"
@@ -60,7 +61,7 @@ def rest_proxy_event(
         "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": path_parameters,
-        "stageVariables": None,
+        "stageVariables": stage_variables or None,
         "requestContext": {
             "resourceId": _resource_id(resource),
             "resourcePath": resource,

@@ -7,7 +7,8 @@ Lifecycle, as in Lambda:
   whose sha256 differs from ``LAMBDASERVE_MODEL_SHA256`` when that is set. A failure
   here is an INIT error, reported by the runtime before any request is taken.
 - then one ``handler`` call per invocation: parse the event, shape the instances,
-  predict, answer with an API Gateway proxy response, and print one JSON log line.
+  predict, answer with an API Gateway proxy response, and print one JSON log line; for a
+  request sampled for capture (``capture.py``), a capture record after it.
 
 Environment: the variables of ``variables.py``. The warm-up sample is predicted once during
 INIT: a model's first call pays for lazy set-up (10 ms or more for a scikit-learn
@@ -16,6 +17,7 @@ pipeline), which then no request pays.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,11 +28,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdaserve.runtime import models, source, variables
+from lambdaserve.runtime.capture import CaptureSampler, stage_of
 from lambdaserve.runtime.errors import BadRequest, ModelLoadError, RequestError
 from lambdaserve.runtime.events import PredictionRequest, parse_event
 from lambdaserve.runtime.explaining import Explainer, parse_request
 from lambdaserve.runtime.instances import kind_of as instance_kind
-from lambdaserve.runtime.responses import proxy_response, to_json
+from lambdaserve.runtime.responses import jsonable, proxy_response, to_json
 
 # Exceptions a model raises when the input does not fit it (wrong types, shapes, values).
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
@@ -48,6 +51,7 @@ class PredictionService:
         self.model = model
         self.version = version
         self.explainer = Explainer(model, reference)
+        self.capture = CaptureSampler.from_environment()
         self._headers = {"x-lambdaserve-model-version": version}
         # route (wants_proba) -> whether batched outputs matched one-by-one calls
         self._batchable: dict[bool, bool] = {}
@@ -104,9 +108,11 @@ class PredictionService:
         batched outputs are compared with one-by-one calls; if they differ in any way,
         that route is never batched again in this environment.
         """
+        started = time.perf_counter()
         logs = [self._log_start(context) for context in contexts]
         responses: list[dict[str, Any] | None] = [None] * len(events)
         pending: dict[bool, list[tuple[int, Any, int]]] = {False: [], True: []}
+        captured: dict[int, tuple[PredictionRequest, Any]] = {}  # sampled requests: request, shaped x
         for i, event in enumerate(events):
             try:
                 request = parse_event(event)
@@ -117,19 +123,101 @@ class PredictionService:
                 logs[i]["batchSize"] = len(request.instances)
                 if request.wants_proba and not self.model.has_proba:
                     raise BadRequest("This model has no predict_proba. Use /predict instead.")
-                pending[request.wants_proba].append(
-                    (i, self.model.prepare(request.instances), len(request.instances))
-                )
+                x = self.model.prepare(request.instances)
+                pending[request.wants_proba].append((i, x, len(request.instances)))
+                if self.capture.sampled(event):
+                    captured[i] = (request, x)
             except Exception as exc:
                 responses[i] = self._answer_failure(exc, logs[i])
         for wants_proba, group in pending.items():
             if group:
                 self._predict_group(group, wants_proba, responses, logs)
-        for log, response in zip(logs, responses, strict=True):
+        records = self._capture(captured, events, responses, logs, started) if captured else {}
+        for i, (log, response) in enumerate(zip(logs, responses, strict=True)):
             log["status"] = response["statusCode"] if response else 500
             log["level"] = "ERROR" if log["status"] >= 500 else "INFO"
             print(json.dumps(log, default=str), flush=True)
+            if i in records:
+                print(records[i], flush=True)
         return [r if r is not None else self._failed(RuntimeError("no response"), {}) for r in responses]
+
+    def _capture(
+        self,
+        captured: dict[int, tuple[PredictionRequest, Any]],
+        events: list[Any],
+        responses: list[dict[str, Any] | None],
+        logs: list[dict[str, Any]],
+        started: float,
+    ) -> dict[int, str]:
+        """The capture records of the sampled requests that were answered (``runtime/capture.py``).
+
+        Run once every answer is decided: probabilities (or, on /predict_proba, the labels) are
+        computed here, for these requests only. A failure here never touches an answer."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        answered = {
+            i: (request, x)
+            for i, (request, x) in captured.items()
+            if (response := responses[i]) is not None and response["statusCode"] == 200
+        }
+        # What the answers lack: probabilities for /predict, labels for /predict_proba, each
+        # computed with one model call for all the captured requests of the message.
+        extra: dict[int, Any] = {}
+        for wants_proba in (False, True):
+            group = [
+                (i, x, len(request.instances))
+                for i, (request, x) in answered.items()
+                if request.wants_proba == wants_proba
+            ]
+            if group and (wants_proba or self.model.has_proba):
+                extra.update(self._capture_outputs(group, labels=wants_proba))
+        records: dict[int, str] = {}
+        for i, (request, _) in answered.items():
+            try:
+                answer = json.loads((responses[i] or {})["body"])
+                if request.wants_proba:
+                    predictions, probabilities = extra[i], answer
+                else:
+                    predictions, probabilities = answer, extra.get(i)
+                record = self.capture.record(
+                    request_id=logs[i]["requestId"],
+                    version=self.version,
+                    stage=stage_of(events[i]),
+                    route=request.route,
+                    instances=request.instances,
+                    predictions=predictions,
+                    probabilities=probabilities,
+                    latency_ms=latency_ms,
+                )
+            except Exception as exc:
+                logs[i]["captureError"] = f"{type(exc).__name__}: {_first_line(exc)}"
+                continue
+            if record is None:
+                logs[i]["captureSkipped"] = 1  # over 64 KB
+            else:
+                records[i] = record
+        return records
+
+    def _capture_outputs(self, group: list[tuple[int, Any, int]], labels: bool) -> dict[int, Any]:
+        """Labels (``labels``) or probabilities of the captured requests, as JSON values: one
+        model call for the group, else one per request; a request whose call fails has none."""
+        call = self.model.predict if labels else self.model.predict_proba
+        found: dict[int, Any] = {}
+        if len(group) > 1:
+            try:
+                combined = jsonable(call(self.model.concat([x for _, x, _ in group])))
+                offset = 0
+                for i, _, size in group:
+                    found[i] = combined[offset : offset + size]
+                    offset += size
+                if offset == len(combined):
+                    return found
+            except Exception:
+                pass
+            found = {}
+        for i, x, _ in group:
+            with contextlib.suppress(Exception):
+                found[i] = jsonable(call(x))
+        return found
 
     def _log_start(self, context: Any) -> dict[str, Any]:
         request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())

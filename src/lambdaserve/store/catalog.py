@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 
+from lambdaserve.store.captures import capture_rates
 from lambdaserve.store.records import Alias, ApiKey, ModelVersion, UsagePlan
 from lambdaserve.store.store import Store, hash_key
 
 
 class Catalog:
-    """The store's aliases, versions, keys and plans, cached; reloaded when the store changes
+    """The store's aliases, versions, keys, plans and capture rates, cached; reloaded when the store changes
     (another process, the CLI, committed), which costs one ``PRAGMA data_version`` to tell."""
 
     def __init__(self, store: Store) -> None:
@@ -19,6 +20,7 @@ class Catalog:
         self.versions: dict[tuple[str, int], ModelVersion] = {}
         self.keys: dict[str, ApiKey] = {}
         self.plans: dict[str, UsagePlan] = {}
+        self.captures: dict[tuple[str, str], float] = {}  # (model, stage) -> capture rate, when on
         self.refresh()
 
     def refresh(self, force: bool = False) -> bool:
@@ -31,6 +33,7 @@ class Catalog:
         self.aliases = {(a.model, a.stage): a for a in self.store.aliases()}
         self.keys = {k.hash: k for k in self.store.api_keys()}
         self.plans = {p.id: p for p in self.store.plans()}
+        self.captures = capture_rates(self.store)
         return True
 
     def key(self, value: str) -> ApiKey | None:

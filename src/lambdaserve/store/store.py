@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (key_id, period_start));
+CREATE TABLE IF NOT EXISTS captures (
+    model TEXT NOT NULL, stage TEXT NOT NULL, rate REAL NOT NULL, updated TEXT NOT NULL,
+    PRIMARY KEY (model, stage));
 CREATE TABLE IF NOT EXISTS loadtests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, at TEXT NOT NULL,
     summary TEXT NOT NULL, timeline TEXT NOT NULL);
@@ -110,7 +113,9 @@ class Store:
         self._add_columns()
 
     def _add_columns(self) -> None:
-        """Columns added since a state directory was made: added in place, nothing is lost."""
+        """Columns added since a state directory was made: added in place, nothing is lost.
+        (Tables added since, ``loadtests`` and ``captures``, are made by the schema's
+        ``CREATE TABLE IF NOT EXISTS``.)"""
         have = {row["name"] for row in self.db.execute("PRAGMA table_info(deployments)")}
         if "base" not in have:
             self.db.execute("ALTER TABLE deployments ADD COLUMN base TEXT")

@@ -1,5 +1,6 @@
 // Models page: versions and stages from GET /_/api/models; promote, canary and rollback
-// with PUT /_/api/models/{model}/stages/{stage} and POST .../rollback, each confirmed first.
+// with PUT /_/api/models/{model}/stages/{stage} and POST .../rollback, each confirmed first;
+// each stage's prediction capture (off, 1%, 10%, 100%) with PUT .../capture {"rate": 0.1}.
 "use strict";
 
 (() => {
@@ -41,6 +42,7 @@
         ? el("span", { class: "badge warn" }, `v${stage.canary_version} · ${stage.canary_weight}%`) : "–"),
       el("td", { class: "endpoint hide-narrow" }, `${location.origin}/${stage.stage}/${model.name}/predict`),
       el("td", { class: "hide-narrow muted small" }, when(stage.updated)),
+      el("td", {}, captureSelect(model.name, stage)),
       el("td", { class: "actions" }, el("button", {
         class: "button small", type: "button",
         onclick: () => rollback(model.name, stage),
@@ -71,7 +73,7 @@
       model.stages.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "table stages" },
           el("thead", {}, el("tr", {}, el("th", {}, "stage"), el("th", {}, "version"), el("th", {}, "canary"),
-            el("th", { class: "hide-narrow" }, "endpoint"), el("th", { class: "hide-narrow" }, "updated"), el("th", {}, el("span", { class: "visually-hidden" }, "actions")))),
+            el("th", { class: "hide-narrow" }, "endpoint"), el("th", { class: "hide-narrow" }, "updated"), el("th", {}, "capture"), el("th", {}, el("span", { class: "visually-hidden" }, "actions")))),
           el("tbody", {}, stageRows)))
         : el("p", { class: "muted" }, "No stage serves this model yet: promote a version below."),
       el("datalist", { id: `stages-${model.name}` }, model.stages.map((s) => el("option", { value: s.stage }))),
@@ -117,6 +119,33 @@
       toast(`${model.name} ${stageName}: now ${describeStage(stage)}.`);
       await load();
     } catch (error) { showError(error); }
+  }
+
+  const CAPTURE_RATES = [[0, "off"], [0.01, "1%"], [0.1, "10%"], [1, "100%"]];
+
+  function captureSelect(modelName, stage) {
+    const rate = stage.capture || 0;
+    const options = CAPTURE_RATES.some(([r]) => r === rate) ? CAPTURE_RATES
+      : [...CAPTURE_RATES, [rate, `${+(rate * 100).toFixed(3)}%`]];  // set elsewhere (lambdaserve capture set)
+    const select = el("select", {
+      class: "capture", "aria-label": `capture of ${stage.stage}`,
+      title: "Prediction capture: the share of requests recorded in STATE/capture/MODEL.jsonl",
+      onchange: () => setCapture(modelName, stage, Number(select.value), select),
+    }, options.map(([r, label]) => el("option", { value: r }, label)));
+    select.value = String(rate);
+    return select;
+  }
+
+  async function setCapture(modelName, stage, rate, select) {
+    try {
+      await api("PUT", `/models/${modelName}/stages/${encodeURIComponent(stage.stage)}/capture`, { rate });
+      stage.capture = rate;
+      toast(rate ? `${modelName} ${stage.stage}: capturing ${select.selectedOptions[0].textContent} of requests.`
+        : `${modelName} ${stage.stage}: capture off.`);
+    } catch (error) {
+      select.value = String(stage.capture || 0);
+      showError(error);
+    }
   }
 
   async function rollback(modelName, stage) {
