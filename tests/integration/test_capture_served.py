@@ -204,3 +204,66 @@ def test_an_old_state_directory_gets_the_captures_table_on_open(tmp_path: Path) 
     set_capture_rate(store, "topics", "test", 0.5)
     assert capture_rates(store) == {("topics", "test"): 0.5}
     store.close()
+
+
+def test_labels_sent_later_are_scored_per_version_by_the_request_id_callers_got(
+    tmp_path: Path, topics_bundle: Bundle
+) -> None:
+    # GIVEN a served model at 100 % capture, asked about four posts
+    state = tmp_path / "state"
+    register(state, topics_bundle)
+    other = Store(state)
+    set_capture_rate(other, "topics", "test", 1.0)
+    other.close()
+    posts = [
+        ('["the rocket reached orbit"]', "space"),
+        ('["a prayer in church"]', "religion"),
+        ('["the shuttle and the moon"]', "space"),
+        ('["god and the sermon"]', "space"),  # the caller later says the model got this one wrong
+    ]
+
+    async def scenario(gateway: Gateway) -> list[str]:
+        ids = []
+        for body, _ in posts:
+            response = await gateway.handle(predict("/test/topics/predict", body))
+            assert response.status == 200
+            ids.append(response.headers["x-amzn-RequestId"])
+        gateway.housekeeping()
+        return ids
+
+    ids = run_gateway(state, GatewaySettings(api_key_required=False), scenario)
+    # WHEN their labels arrive, three from a file and one more through the admin API's route
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "request_id,label\n" + "".join(f"{i},{t}\n" for i, (_, t) in zip(ids[:3], posts, strict=False))
+    )
+    runner = CliRunner()
+    added = runner.invoke(
+        app, ["feedback", "topics", "--file", str(labels), "--state-dir", str(state), "--json"]
+    )
+    assert added.exit_code == 0, added.stdout + added.stderr
+    assert json.loads(added.stdout)["added"] == 3
+
+    async def more(gateway: Gateway) -> dict[str, Any]:
+        from lambdaserve.console.admin_api import create_admin_app
+
+        transport = httpx.ASGITransport(app=create_admin_app(gateway, "t0ken"))
+        auth = {"Authorization": "Bearer t0ken"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as admin:
+            sent = await admin.post(
+                "/_/api/models/topics/feedback",
+                json={"labels": [{"requestId": ids[3], "label": posts[3][1]}]},
+            )
+            assert sent.json() == {"model": "topics", "added": 1}
+            wrong = await admin.post("/_/api/models/topics/feedback", json={"labels": "x"})
+            assert wrong.status_code == 400
+            report: dict[str, Any] = (await admin.get("/_/api/models/topics/quality")).json()
+        return report
+
+    report = run_gateway(state, GatewaySettings(api_key_required=False), more)
+    # THEN all four are joined to their captured predictions, and three of four were right
+    assert (report["metric"], report["matched"], report["unmatched"]) == ("accuracy", 4, 0)
+    assert report["versions"] == {"1": {"labelled": 4, "value": 0.75}}
+    shown = runner.invoke(app, ["feedback", "topics", "--state-dir", str(state)])
+    assert shown.exit_code == 0, shown.stderr
+    assert "75.0%" in shown.stdout

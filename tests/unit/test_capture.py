@@ -144,3 +144,53 @@ def test_a_record_over_64_kb_is_skipped_and_counted_in_the_log_line() -> None:
     assert logs["req-1"]["captureSkipped"] == 1
     assert logs["req-1"]["status"] == 200
     assert "captureSkipped" not in logs["req-0"]
+
+
+class CountingModel(models.EstimatorModel):
+    """Counts the model calls a message costs."""
+
+    calls: list[str]
+
+    def predict(self, x: Any) -> Any:
+        self.calls.append("predict")
+        return super().predict(x)
+
+    def probability_rows(self, x: Any) -> Any:
+        self.calls.append("predict_proba")
+        return super().probability_rows(x)
+
+
+def test_a_captured_prediction_costs_one_model_call_once_labels_from_probabilities_agree() -> None:
+    estimator = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], ["low", "low", "high", "high"])
+    model = CountingModel(estimator)
+    model.calls = []
+    service = PredictionService(model, "3")
+    service.capture = CaptureSampler(rng=Draws(0.0))  # every request captured
+    batch = [event([[0.2]], "1"), event([[2.9], [0.1]], "1")]
+    batch[1]["requestContext"]["requestId"] = "api-gateway-id"  # what the caller got back, on AWS
+    # WHEN the first captured message comes: one predict_proba answers, one predict checks it once
+    first = records(service, batch)
+    assert sorted(model.calls) == ["predict", "predict_proba"]
+    # THEN the answers are predict's, and the records carry the same call's probabilities
+    assert [r["predictions"] for r in first] == [["low"], ["high", "low"]]
+    assert set(first[1]["probabilities"][0]) == {"high", "low"}
+    assert (first[1]["apiRequestId"], first[1]["requestId"]) == ("api-gateway-id", "req-1")
+    # AND later captured messages cost one predict_proba call, no second pass
+    model.calls.clear()
+    records(service, batch)
+    assert model.calls == ["predict_proba"]
+
+
+class Disagreeing(models.EstimatorModel):
+    def predict(self, x: Any) -> Any:
+        return ["always"] * len(x)
+
+
+def test_where_the_argmax_is_not_what_predict_answers_capture_makes_its_own_call() -> None:
+    estimator = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], ["low", "low", "high", "high"])
+    service = PredictionService(Disagreeing(estimator), "3")
+    service.capture = CaptureSampler(rng=Draws(0.0))
+    [record] = records(service, [event([[0.2]], "1")])
+    assert record["predictions"] == ["always"]  # predict's answer, never the argmax
+    assert set(record["probabilities"][0]) == {"high", "low"}
+    assert service._labels_from_proba is False

@@ -257,10 +257,12 @@ def test_a_csv_of_one_text_column_reads_as_texts(tmp_path: Path) -> None:
 
 
 def write_captures(state: Path, model: str, records: list[dict[str, Any]]) -> None:
-    """Where the stand-in capture module reads records (see the module's docstring)."""
-    folder = state / "captures"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{model}.jsonl").open("a") as f:
+    """Records where the log book keeps a served model's captures."""
+    from lambdaserve.monitoring.capture import capture_path
+
+    path = capture_path(state, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 

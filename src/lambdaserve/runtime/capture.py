@@ -99,6 +99,7 @@ class CaptureSampler:
         predictions: Any,
         probabilities: Any,
         latency_ms: float,
+        api_request_id: str | None = None,
     ) -> str | None:
         """The record as one JSON line, or None when it is over ``MAX_RECORD_BYTES``."""
         stamp = datetime.fromtimestamp(self.wall(), timezone.utc)
@@ -106,6 +107,9 @@ class CaptureSampler:
             MARKER: 1,
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "requestId": request_id,
+            # API Gateway's id, the x-amzn-RequestId its caller got (on AWS not Lambda's): labels
+            # sent later name the request by it (monitoring/quality.py)
+            **({"apiRequestId": api_request_id} if api_request_id else {}),
             "version": version,
             "stage": stage,
             "route": route,
@@ -118,6 +122,13 @@ class CaptureSampler:
         if len(text) > MAX_RECORD_BYTES // 4 and len(text.encode("utf-8")) > MAX_RECORD_BYTES:
             return None
         return text
+
+
+def api_request_id_of(event: Any) -> str | None:
+    """API Gateway's request id in a proxy event (``requestContext.requestId``)."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    found = context.get("requestId") if isinstance(context, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def stage_of(event: Any) -> str | None:
