@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +360,72 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
     text = " ".join(cli(moto_env, "cost", "iris", "--remote", "--stage", "prod").stdout.split())
     assert f"durations from: the deployed function's REPORT lines in CloudWatch Logs: {group}" in text
     assert "Memory Size 512 MB, Max Memory Used up to 201 MB" in text
+
+
+def test_capture_pull_drift_and_feedback_read_the_deployed_functions_captures_in_cloudwatch(
+    moto_env: dict[str, str], iris_models: dict[str, Path], tmp_path: Path
+) -> None:
+    # GIVEN iris pushed here with a reference, and its function's log stream on AWS holding
+    # capture records among its other lines (as the handler prints them; moto runs no image)
+    rows = tmp_path / "iris.csv"
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    rows.write_text(
+        ",".join(names) + "\n" + "".join(",".join(f"{v:.1f}" for v in r) + "\n" for r in iris.data)
+    )
+    sample = json.dumps([dict(zip(names, iris.data[0].tolist(), strict=True))])
+    cli(moto_env, "models", "push", str(iris_models["pickle"]), "--name", "iris", "--sample", sample,
+        "--reference", str(rows))  # fmt: skip
+    logs = boto3.client(
+        "logs",
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    group = f"/aws/lambda/{PROJECT}-iris"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/12/03/[1]abc")
+    now_ms = int(time.time() * 1000)
+    stamp = datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    shifted = [dict(zip(names, [v + 3.0 for v in r], strict=True)) for r in iris.data[:60].tolist()]
+    lines = ["START RequestId: r0 Version: 1"]
+    for n, instance in enumerate(shifted):
+        lines.append(
+            json.dumps(
+                {
+                    "lambdaserveCapture": 1, "time": stamp.replace("+00:00", "Z"), "requestId": f"l{n}",
+                    "apiRequestId": f"a{n}", "version": "1", "stage": "prod", "route": "predict",
+                    "instances": [instance], "predictions": ["virginica"], "probabilities": None,
+                    "latencyMs": 1.0,
+                }
+            )
+        )  # fmt: skip
+    lines.append("REPORT RequestId: r0\tDuration: 1.00 ms\tBilled Duration: 1 ms\t")
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="2026/12/03/[1]abc",
+        logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)],
+    )
+    remote = ["--remote", "--region", REGION]
+    # WHEN the captures are pulled THEN exactly the records come back, not the other lines
+    pulled = tmp_path / "pulled.jsonl"
+    cli(moto_env, "capture", "pull", "iris", *remote, "-o", str(pulled))
+    records = [json.loads(line) for line in pulled.read_text().splitlines()]
+    assert [r["requestId"] for r in records] == [f"l{n}" for n in range(60)]
+    # AND drift compares them with the reference: every feature moved by 3 reads as a shift
+    report = as_json(cli(moto_env, "drift", "iris", *remote, "--json"))
+    assert (report["source"], report["records"]) == ("aws", 60)
+    [window] = report["windows"]
+    readings = {f["name"]: f["reading"] for f in window["features"]}
+    assert readings["petal_length"] == "shift"
+    # AND labels named by API Gateway's ids are scored against them: 20 of 60 right
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "request_id,label\n" + "".join(f"a{n},{'virginica' if n < 20 else 'setosa'}\n" for n in range(60))
+    )
+    scored = as_json(cli(moto_env, "feedback", "iris", "--file", str(labels), *remote, "--json"))
+    assert (scored["matched"], scored["versions"]["1"]["labelled"]) == (60, 60)
+    assert scored["versions"]["1"]["value"] == pytest.approx(1 / 3)
