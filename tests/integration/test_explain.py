@@ -416,3 +416,43 @@ def test_pickle_of_the_post_shape_loads_under_the_allow_list(post_model: Path) -
     with post_model.open("rb") as f:
         model = restricted_load(f, [])
     assert EstimatorModel(model).route is not None
+
+
+def test_a_reference_with_string_categories_is_kept_for_drift_and_explain_says_why_not(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    # GIVEN a model fitted on a DataFrame with a string category, and a reference CSV of it
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"colour": rng.choice(["red", "blue", "green"], 200), "size": rng.normal(5, 1, 200)})
+    labels = np.where(frame["size"] > 5, "big", "small")
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough"), LogisticRegression()
+    ).fit(frame, labels)
+    path = tmp_path / "shapes.pickle"
+    path.write_bytes(__import__("pickle").dumps(model))
+    reference = tmp_path / "shapes.csv"
+    frame.assign(label=labels).to_csv(reference, index=False)
+    # WHEN it is packaged with that reference
+    manifest, bundle = package_model(
+        path,
+        output=tmp_path / "b",
+        sample=[{"colour": "red", "size": 6.0}],
+        env_mode="local",
+        reference=reference,
+    )
+    # THEN drift has the category's shares, and explain says LIME needs numbers
+    summary = manifest.reference
+    assert summary is not None
+    kinds = {f["name"]: f["type"] for f in summary["drift"]["features"]}
+    assert kinds == {"colour": "categorical", "size": "numeric"}
+    done = run_cli(
+        "explain", str(bundle), "--data", '[{"colour": "red", "size": 6.0}]', "--env", "local", cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert "needs numbers for every feature" in " ".join(done.stderr.split())

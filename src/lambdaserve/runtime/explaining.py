@@ -234,8 +234,15 @@ class Explainer:
         from lambdaserve.runtime import source
 
         path = source.fetch(self.reference_location)
-        self._reference = json.loads(path.read_text())
-        return self._reference
+        reference: dict[str, Any] = json.loads(path.read_text())
+        if "features" not in reference:  # a reference kept for drift only
+            raise BadRequest(
+                "The reference sample this model was packaged with cannot be used to explain rows "
+                f"({reference.get('explain') or 'it holds no numeric statistics'}). LIME perturbs "
+                "numeric features: package it with a reference of numbers only."
+            )
+        self._reference = reference
+        return reference
 
 
 class ModelCallFailed(Exception):

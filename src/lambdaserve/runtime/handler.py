@@ -382,7 +382,11 @@ class PredictionService:
             if kind == "text":  # LIME removes words from the text itself: it needs no statistics
                 return {"reference": {"format": 1, "n_rows": len(rows), "input": "text", "drift": drift}}
             matrix = [[r[n] for n in names] for r in rows] if kind == "record" and names else rows
-            return {"reference": {**summarize_reference(matrix, names), "drift": drift}}
+            try:
+                lime = summarize_reference(matrix, names)
+            except ValueError as exc:  # e.g. string categories: drift takes them, LIME's bins do not
+                lime = {"format": 1, "n_rows": len(rows), "input": kind, "explain": str(exc)}
+            return {"reference": {**lime, "drift": drift}}
         except (RequestError, ValueError) as exc:
             return {"error": exc.message if isinstance(exc, RequestError) else str(exc)}
 
