@@ -273,7 +273,7 @@ def test_promoting_a_second_version_moves_the_stage(
     page.goto("/_/models")
     card = page.locator('.model-card[data-model="news"]')
     expect(card.locator('tr[data-stage="test"] .stage-version')).to_have_text("v1")
-    card.locator("select").select_option("2")
+    card.get_by_label("version").select_option("2")
     card.get_by_role("button", name="Promote").click()
     dialog = page.locator("#confirm-dialog")
     expect(dialog).to_contain_text("It will serve version 2 alone.")
@@ -296,14 +296,14 @@ def test_promoting_a_second_version_moves_the_stage(
     expect(dialog).to_contain_text("goes back from version 2 to version 1")
     dialog.get_by_role("button", name="Roll back").click()
     expect(card.locator('tr[data-stage="test"] .stage-version')).to_have_text("v1")
-    card.locator("select").select_option("2")
+    card.get_by_label("version").select_option("2")
     card.get_by_role("button", name="Start canary").click()
     expect(dialog).to_contain_text("keeps version 1 and sends 10% of its requests to version 2")
     dialog.get_by_role("button", name="Start canary").click()
     expect(card.locator('tr[data-stage="test"]')).to_contain_text("v2 · 10%")
     shoot(page, screenshots, "models")
     # AND rolling back a stage that its last change created says that it, and its endpoint, go
-    card.locator("select").select_option("2")
+    card.get_by_label("version").select_option("2")
     card.get_by_label("stage", exact=True).fill("prod")
     card.get_by_role("button", name="Promote").click()
     dialog.get_by_role("button", name="Promote").click()
@@ -409,6 +409,16 @@ def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, scre
     expect(page.locator("#chart-loadtest")).to_have_attribute("data-axis", "latency, ms")
     expect(page.locator("#loadtest-notes")).to_contain_text("10 requests")
 
+    # AND with capture turned on from the models page, the Model card shows what was asked
+    page.goto("/_/models")
+    page.locator('.model-card[data-model="news"]').get_by_label("capture of test").select_option("1")
+    wait_until(lambda: _capture_rate(served, "news") == 1.0, 10.0, 0.2)
+    for _ in range(3):
+        httpx.post(shown["url"], headers={"x-api-key": shown["key"]}, content=SPACE_POST, timeout=30)
+    page.goto("/_/monitoring?model=news&stage=test")
+    expect(page.locator("#capture-table tbody tr").first).to_contain_text("sci.space", timeout=15_000)
+    expect(page.locator("#chart-classes canvas")).to_have_count(1)
+
     def errors() -> float:  # the largest share of 4xx answers in a sample
         return float(
             page.evaluate(
@@ -495,3 +505,14 @@ def test_no_page_has_a_serious_or_critical_accessibility_finding(
 def _is_dark(css_color: str) -> bool:
     red, green, blue = (int(part) for part in css_color[css_color.index("(") + 1 : -1].split(",")[:3])
     return (red + green + blue) / 3 < 64
+
+
+def _capture_rate(served: Served, model: str) -> float:
+    from lambdaserve.store import Store
+    from lambdaserve.store.captures import capture_rates
+
+    store = Store(served.state_dir)
+    try:
+        return float(capture_rates(store).get((model, "test"), 0.0))
+    finally:
+        store.close()
