@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_texts import TEXTS, TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -24,16 +25,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "scikit_learn_data"
 # The offline 20 Newsgroups copy beside the project, when there is one (make test sets it too).
 if (SHARED_DATA / "20news-bydate_py3.pkz").is_file():
     os.environ.setdefault("SCIKIT_LEARN_DATA", str(SHARED_DATA))
-
-TEXTS = [
-    "the rocket launch put a satellite in orbit",
-    "nasa plans another shuttle mission to space",
-    "the church choir sang hymns of faith",
-    "a prayer from the bible for the congregation",
-    "the telescope saw a comet near the moon",
-    "god and religion in the sermon on sunday",
-] * 4
-TOPICS = ["space", "space", "religion", "religion", "space", "religion"] * 4
 
 
 @pytest.fixture(scope="session", autouse=True)

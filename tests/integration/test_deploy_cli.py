@@ -67,6 +67,17 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return done
 
 
+def moto_client(moto_env: dict[str, str], service: str) -> Any:
+    """A boto3 client of the test's moto server, as the test itself (not the CLI) uses it."""
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
@@ -74,13 +85,7 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
 @pytest.fixture
 def image_uri(moto_env: dict[str, str]) -> str:
     """An image the user built and pushed themselves."""
-    ecr = boto3.client(
-        "ecr",
-        region_name=REGION,
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ecr = moto_client(moto_env, "ecr")
     repository = ecr.create_repository(repositoryName="mine")["repository"]
     manifest = {
         "schemaVersion": 2,
@@ -148,13 +153,7 @@ def test_deploy_status_promote_and_destroy_from_the_command_line(
     assert "stored as hashes" in local.stderr
 
     # WHEN the function has logged (moto runs no image function: the lines are put as Lambda would)
-    logs = boto3.client(
-        "logs",
-        region_name=REGION,
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    logs = moto_client(moto_env, "logs")
     group = f"/aws/lambda/{PROJECT}-iris"
     logs.create_log_stream(logGroupName=group, logStreamName="2026/11/26/[1]abc")
     now_ms = int(time.time() * 1000)
@@ -267,13 +266,7 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
 
     # WHEN the function has logged REPORT lines (as Lambda would: moto runs no image function),
     # from the version prod runs and from $LATEST
-    logs = boto3.client(
-        "logs",
-        region_name=REGION,
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    logs = moto_client(moto_env, "logs")
     group = f"/aws/lambda/{PROJECT}-iris"
     # (stamped ahead: the load test below counts the cold starts CloudWatch has since it began)
     now_ms = int(time.time() * 1000) + 600_000
@@ -328,13 +321,7 @@ def test_loadtest_and_cost_remote_find_the_deployed_stage_its_key_and_its_report
         assert never.returncode == 1
         assert "was never deployed to the stage 'staging'" in " ".join(never.stderr.split())
         assert "lambdaserve deploy iris --stage staging" in " ".join(never.stderr.split())
-        apigateway = boto3.client(
-            "apigateway",
-            region_name=REGION,
-            endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        apigateway = moto_client(moto_env, "apigateway")
         apigateway.delete_api_key(apiKey=deployed["api_key_id"])
         keyless = cli(env, *load, check=False)
         assert keyless.returncode == 1
@@ -378,13 +365,7 @@ def test_capture_pull_drift_and_feedback_read_the_deployed_functions_captures_in
     sample = json.dumps([dict(zip(names, iris.data[0].tolist(), strict=True))])
     cli(moto_env, "models", "push", str(iris_models["pickle"]), "--name", "iris", "--sample", sample,
         "--reference", str(rows))  # fmt: skip
-    logs = boto3.client(
-        "logs",
-        region_name=REGION,
-        endpoint_url=moto_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    logs = moto_client(moto_env, "logs")
     group = f"/aws/lambda/{PROJECT}-iris"
     logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName="2026/12/03/[1]abc")

@@ -21,6 +21,7 @@ import cloudpickle
 import numpy as np
 import pytest
 from gateway_support import Served, ServerPool
+from sample_texts import TEXTS, TOPICS
 
 from lambdaserve.functions.package import package_model
 from lambdaserve.runtime.handler import PredictionService
@@ -30,15 +31,6 @@ from lambdaserve.store import Store
 
 LAMBDASERVE = Path(sys.executable).with_name("lambdaserve")
 ROOT = Path(__file__).resolve().parents[2]
-TEXTS = [
-    "the rocket launch put a satellite in orbit",
-    "nasa plans another shuttle mission to space",
-    "the church choir sang hymns of faith",
-    "a prayer from the bible for the congregation",
-    "the telescope saw a comet near the moon",
-    "god and religion in the sermon on sunday",
-] * 4
-TOPICS = ["space", "space", "religion", "religion", "space", "religion"] * 4
 ORBIT = "nasa rocket launch orbit but the church prayed to god"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

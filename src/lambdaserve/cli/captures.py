@@ -37,6 +37,11 @@ def captured_records(
     return list(remote_records(aws.client("logs"), group, since=cutoff, stage=stage))
 
 
+def check_window(window: str) -> None:
+    if window not in ("day", "hour"):
+        raise LambdaserveError(f"--window {window} is not day or hour.", "e.g. --window hour")
+
+
 def nothing_captured(model: str, stage: str | None, since: str, remote: bool, needs: str) -> LambdaserveError:
     """No record to work with: how to get some. ``needs``: why the command needs them."""
     where = "on AWS" if remote else "here"

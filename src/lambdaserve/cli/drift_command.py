@@ -15,11 +15,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lambdaserve.cli.captures import captured_records, nothing_captured
-from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
+from lambdaserve.cli.captures import captured_records, check_window, nothing_captured
+from lambdaserve.cli.options import (
+    CAPTURED_STAGE_OPTION,
+    CAPTURES_REMOTE_OPTION,
+    JSON_OPTION,
+    PROFILE_OPTION,
+    PROJECT_OPTION,
+    REGION_OPTION,
+    STATE_OPTION,
+    WINDOW_OPTION,
+)
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, require_model
-from lambdaserve.errors import LambdaserveError
 from lambdaserve.monitoring.drift import parse_age
 from lambdaserve.monitoring.model_drift import model_drift
 
@@ -30,10 +38,10 @@ _STYLES = {"shift": "bold red", "moderate": "yellow", "stable": "green", "no dat
 @handle_errors
 def drift(
     model: str = typer.Argument(..., help="The model's name."),
-    stage: str | None = typer.Option(None, "--stage", help="Only requests to this stage [default: all]."),
+    stage: str | None = CAPTURED_STAGE_OPTION,
     since: str = typer.Option("7d", "--since", help="From how long ago: 30m, 12h, 7d."),
-    window: str = typer.Option("day", "--window", help="Compare per day or per hour."),
-    remote: bool = typer.Option(False, "--remote", help="Read the deployed function's captures on AWS."),
+    window: str = WINDOW_OPTION,
+    remote: bool = CAPTURES_REMOTE_OPTION,
     region: str | None = REGION_OPTION,
     profile: str | None = PROFILE_OPTION,
     project: str | None = PROJECT_OPTION,
@@ -56,8 +64,7 @@ def drift(
 
         lambdaserve drift news --stage prod --remote
     """
-    if window not in ("day", "hour"):
-        raise LambdaserveError(f"--window {window} is not day or hour.", "e.g. --window hour")
+    check_window(window)
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir) as store:
         require_model(store, model)

@@ -9,12 +9,20 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from lambdaserve.cli.captures import captured_records, nothing_captured
-from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
+from lambdaserve.cli.captures import captured_records, check_window, nothing_captured
+from lambdaserve.cli.options import (
+    CAPTURED_STAGE_OPTION,
+    CAPTURES_REMOTE_OPTION,
+    JSON_OPTION,
+    PROFILE_OPTION,
+    PROJECT_OPTION,
+    REGION_OPTION,
+    STATE_OPTION,
+    WINDOW_OPTION,
+)
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store, require_model
-from lambdaserve.errors import LambdaserveError
 from lambdaserve.monitoring.drift import parse_age
 from lambdaserve.monitoring.quality import quality
 from lambdaserve.store.feedback import labels_of, read_label_file, record_labels
@@ -29,10 +37,10 @@ def feedback(
         "-f",
         help='Labels to add: a CSV with request_id,label columns, or JSON Lines {"requestId", "label"}.',
     ),
-    stage: str | None = typer.Option(None, "--stage", help="Only requests to this stage [default: all]."),
+    stage: str | None = CAPTURED_STAGE_OPTION,
     since: str = typer.Option("30d", "--since", help="Requests from how long ago: 12h, 7d, 30d."),
-    window: str = typer.Option("day", "--window", help="Score per day or per hour."),
-    remote: bool = typer.Option(False, "--remote", help="Join with the deployed function's captures on AWS."),
+    window: str = WINDOW_OPTION,
+    remote: bool = CAPTURES_REMOTE_OPTION,
     region: str | None = REGION_OPTION,
     profile: str | None = PROFILE_OPTION,
     project: str | None = PROJECT_OPTION,
@@ -52,8 +60,7 @@ def feedback(
 
         lambdaserve feedback news --stage prod --since 7d --window hour --json
     """
-    if window not in ("day", "hour"):
-        raise LambdaserveError(f"--window {window} is not day or hour.", "e.g. --window hour")
+    check_window(window)
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir, create=file is not None) as store:
         require_model(store, model)

@@ -41,3 +41,9 @@ REFERENCE_OPTION = typer.Option(
     "strings or a CSV with a text column): its statistics go into the bundle for lambdaserve drift, and "
     "for /explain on tabular models. The rows themselves are not kept.",
 )
+# The monitoring commands (drift, feedback, capture pull): which captured requests.
+CAPTURED_STAGE_OPTION = typer.Option(None, "--stage", help="Only requests to this stage [default: all].")
+WINDOW_OPTION = typer.Option("day", "--window", help="Per day or per hour.")
+CAPTURES_REMOTE_OPTION = typer.Option(
+    False, "--remote", help="The deployed function's captures, from CloudWatch Logs on AWS."
+)

@@ -295,7 +295,8 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         runs, latest = await asyncio.to_thread(_runs_of, store.root, name)
         return JSONResponse({"model": name, "runs": runs, "latest": latest})
 
-    async def drift(request: HTTPRequest) -> Response:
+    async def monitoring_report(request: HTTPRequest, report: Any, since: str) -> Response:
+        """A monitoring report of the model's local captures (``?stage=&since=&window=``)."""
         name = request.path_params["model"]
         if name not in store.models():
             return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
@@ -303,9 +304,12 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         window = query.get("window", "day")
         if window not in ("day", "hour"):
             raise LambdaserveError("window must be day or hour.", "e.g. ?window=hour")
-        age = parse_age(query.get("since", "7d"))
-        report = await asyncio.to_thread(_drift_of, store.root, name, query.get("stage") or None, age, window)
-        return JSONResponse(report)
+        age = parse_age(query.get("since", since))
+        found = await asyncio.to_thread(report, store.root, name, query.get("stage") or None, age, window)
+        return JSONResponse(found)
+
+    async def drift(request: HTTPRequest) -> Response:
+        return await monitoring_report(request, _drift_of, "7d")
 
     async def add_feedback(request: HTTPRequest) -> Response:
         """Labels for past requests: ``{"labels": [{"requestId": ..., "label": ...}, ...]}``."""
@@ -324,18 +328,7 @@ def create_admin_app(gateway: Gateway, admin_token: str) -> Starlette:
         return JSONResponse({"model": name, "added": added})
 
     async def model_quality(request: HTTPRequest) -> Response:
-        name = request.path_params["model"]
-        if name not in store.models():
-            return JSONResponse({"message": f"No model {name!r}."}, status_code=404)
-        query = request.query_params
-        window = query.get("window", "day")
-        if window not in ("day", "hour"):
-            raise LambdaserveError("window must be day or hour.", "e.g. ?window=hour")
-        age = parse_age(query.get("since", "30d"))
-        report = await asyncio.to_thread(
-            _quality_of, store.root, name, query.get("stage") or None, age, window
-        )
-        return JSONResponse(report)
+        return await monitoring_report(request, _quality_of, "30d")
 
     async def upload(request: HTTPRequest) -> Response:
         received = await uploads.receive(request)
