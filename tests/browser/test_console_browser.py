@@ -29,6 +29,8 @@ from gateway_support import Served, ServerPool, wait_until
 from playwright.sync_api import Browser, Page, expect
 from sklearn.linear_model import LinearRegression
 
+from lambdaserve.monitoring.capture import read_records
+
 SPACE_POST = '["The rocket reached orbit and the crew could see the moon"]'
 shown: dict[str, Any] = {}  # what the pages showed, for the tests that follow
 
@@ -413,8 +415,12 @@ def test_the_monitoring_charts_show_the_traffic(page: Page, served: Served, scre
     page.goto("/_/models")
     page.locator('.model-card[data-model="news"]').get_by_label("capture of test").select_option("1")
     wait_until(lambda: _capture_rate(served, "news") == 1.0, 10.0, 0.2)
-    for _ in range(3):
+
+    def captured() -> bool:  # the server follows the store within a second or two: ask until it has
         httpx.post(shown["url"], headers={"x-api-key": shown["key"]}, content=SPACE_POST, timeout=30)
+        return any(True for _ in read_records(served.state_dir, "news"))
+
+    wait_until(captured, 20.0, 0.5)
     page.goto("/_/monitoring?model=news&stage=test")
     expect(page.locator("#capture-table tbody tr").first).to_contain_text("sci.space", timeout=15_000)
     expect(page.locator("#chart-classes canvas")).to_have_count(1)
