@@ -70,7 +70,10 @@ def feedback(
             store, model, stage, cutoff, remote=remote, region=region, profile=profile, project=project
         )
     if not records:
-        raise nothing_captured(model, stage, since, remote, "labels are scored against captured predictions")
+        kept = f" ({added:,} labels added are kept for when there are)" if added else ""
+        raise nothing_captured(
+            model, stage, since, remote, f"labels are scored against captured predictions{kept}"
+        )
     report = {"model": model, "stage": stage, "added": added, **quality(records, labels, window)}
     if as_json:
         print_json(report)
