@@ -21,7 +21,7 @@ from lambdaserve.cli.options import (
     WINDOW_OPTION,
 )
 from lambdaserve.cli.output import handle_errors, out, print_json
-from lambdaserve.cli.render import create_table
+from lambdaserve.cli.render import create_table, plural
 from lambdaserve.cli.state import open_store, require_model
 from lambdaserve.monitoring.drift import parse_age
 from lambdaserve.monitoring.quality import quality
@@ -70,7 +70,7 @@ def feedback(
             store, model, stage, cutoff, remote=remote, region=region, profile=profile, project=project
         )
     if not records:
-        kept = f" ({added:,} labels added are kept for when there are)" if added else ""
+        kept = f" (the {plural(added, 'label')} added are kept for when there are)" if added else ""
         raise nothing_captured(
             model, stage, since, remote, f"labels are scored against captured predictions{kept}"
         )
