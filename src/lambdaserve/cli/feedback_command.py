@@ -70,7 +70,7 @@ def feedback(
             store, model, stage, cutoff, remote=remote, region=region, profile=profile, project=project
         )
     if not records:
-        kept = f" (the {plural(added, 'label')} added are kept for when there are)" if added else ""
+        kept = f" (the labels given are kept for later: {plural(added, 'label')})" if added else ""
         raise nothing_captured(
             model, stage, since, remote, f"labels are scored against captured predictions{kept}"
         )
