@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-WINDOWS = {"hour": 3600, "day": 86400}
+from lambdaserve.monitoring.drift import WINDOWS, record_time, window_start
+
 ID_FIELDS = ("apiRequestId", "requestId")  # API Gateway's id (what callers see), then Lambda's
 
 
@@ -28,7 +29,7 @@ def quality(
     """The labelled share of ``records`` scored per window and version, and overall per version."""
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
-    pairs: list[tuple[int, str, Any, Any]] = []  # (window start, version, predicted, label)
+    pairs: list[tuple[datetime, str, Any, Any]] = []  # (window start, version, predicted, label)
     matched: set[str] = set()
     for record in records:
         request_id = next((record[f] for f in ID_FIELDS if record.get(f) in labels), None)
@@ -39,11 +40,11 @@ def quality(
             continue
         predictions = record["predictions"]
         matched.add(request_id)
-        start = _window_start(str(record.get("time") or ""), WINDOWS[window])
+        start = window_start(_time_of(record), window)
         version = str(record.get("version") or "?")
         pairs.extend((start, version, p, t) for p, t in zip(predictions, truths, strict=True))
     metric = _metric(pairs)
-    by_window: dict[tuple[int, str], list[tuple[Any, Any]]] = {}
+    by_window: dict[tuple[datetime, str], list[tuple[Any, Any]]] = {}
     by_version: dict[str, list[tuple[Any, Any]]] = {}
     for start, version, predicted, truth in pairs:
         by_window.setdefault((start, version), []).append((predicted, truth))
@@ -73,7 +74,7 @@ def _per_instance(predictions: Any, truth: Any) -> list[Any] | None:
     return [truth] if len(predictions) == 1 else None
 
 
-def _metric(pairs: list[tuple[int, str, Any, Any]]) -> str:
+def _metric(pairs: list[tuple[datetime, str, Any, Any]]) -> str:
     numbers = all(_is_number(p) and not isinstance(p, bool) for _, _, p, _ in pairs)
     fractional = any(isinstance(p, float) and not float(p).is_integer() for _, _, p, _ in pairs)
     return "mean absolute error" if pairs and numbers and fractional else "accuracy"
@@ -92,16 +93,13 @@ def _score(metric: str, pairs: list[tuple[Any, Any]]) -> float | None:
     return sum(abs(p - t) for p, t in usable) / len(usable) if usable else None
 
 
-def _window_start(time: str, seconds: int) -> int:
+def _time_of(record: Mapping[str, Any]) -> datetime:
+    """The record's time; a record without a readable one counts at the epoch."""
     try:
-        moment = datetime.fromisoformat(time.replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    stamp = int(moment.timestamp())
-    return stamp - stamp % seconds
+        return record_time(record)
+    except (KeyError, ValueError):
+        return datetime.fromtimestamp(0, timezone.utc)
 
 
-def _iso(stamp: int) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(stamp: datetime) -> str:
+    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
