@@ -127,12 +127,19 @@ def wrk_path() -> str:
 
 
 def run_wrk(
-    url: str, bodies: Path, connections: int, seconds: float, threads: int = 1, api_key: str = ""
+    url: str,
+    bodies: Path,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    api_key: str = "",
+    delay_ms: int = 0,
 ) -> LoadResult:
     """A bounded load: ``connections`` keep-alive connections for ``seconds``, cycling ``bodies``.
 
     One wrk thread by default: on a 2-core machine the load generator competes with the
-    server for CPU, and one thread drives thousands of requests per second.
+    server for CPU, and one thread drives thousands of requests per second. ``delay_ms``:
+    each connection pauses that long after an answer (a paced load, below capacity).
     """
     command = [
         wrk_path(),
@@ -147,7 +154,8 @@ def run_wrk(
         str(bodies),
         *([api_key] if api_key else []),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    env = {**os.environ, "WRK_DELAY_MS": str(delay_ms)} if delay_ms > 0 else None
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False, env=env)
     if done.returncode != 0:
         raise ServerFailed(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return parse_wrk(done.stdout, url, connections, seconds)
@@ -166,7 +174,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_load(server: Server, bodies: Path, connections: int, seconds: float) -> LoadResult:
+def run_load(server: Server, bodies: Path, connections: int, seconds: float, delay_ms: int = 0) -> LoadResult:
     """run_wrk against a server, and where the machine's CPU went meanwhile.
 
     ``cpu_ms_per_request``: the server's front process (gateway; gunicorn's arbiter) and
@@ -176,7 +184,7 @@ def run_load(server: Server, bodies: Path, connections: int, seconds: float) -> 
     """
     before, machine_before, wrk_before = tree_cpu_s(server.pid), _machine_cpu_s(), _children_cpu_s()
     started = time.monotonic()
-    result = run_wrk(server.url, bodies, connections, seconds, api_key=server.api_key)
+    result = run_wrk(server.url, bodies, connections, seconds, api_key=server.api_key, delay_ms=delay_ms)
     wall = time.monotonic() - started
     after, machine_after, wrk_after = tree_cpu_s(server.pid), _machine_cpu_s(), _children_cpu_s()
     spent = {pid: used - before.get(pid, 0.0) for pid, used in after.items()}
@@ -216,6 +224,42 @@ def per_post_in_batches_ms(model: Any, posts: Sequence[str], size: int, rounds: 
             model.predict(batch)
             timings.append((time.perf_counter() - started) * 1000 / size)
     return statistics.median(timings)
+
+
+def ceiling_docs_per_s(
+    model: Any, posts: Sequence[str], processes: int = 2, size: int = 64, seconds: float = 3.0
+) -> float:
+    """The machine's own ceiling: ``model.predict`` on batches of ``size`` posts in
+    ``processes`` forked processes at once (one per core), docs per second summed.
+
+    Each process holds the model already (forked from this one), predicts one batch to warm
+    up, then predicts batch after batch until ``seconds`` have passed; no HTTP, no IPC, no
+    JSON: what serving can at best approach (issue 16's denominator).
+    """
+    import multiprocessing
+
+    batches = request_bodies(posts, size)
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(processes)
+    results = context.Queue()
+
+    def work() -> None:
+        model.predict(batches[0])
+        start.wait()
+        done, began = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < seconds:
+            batch = batches[done % len(batches)]
+            model.predict(batch)
+            done += 1
+        results.put(done * size / elapsed)
+
+    workers = [context.Process(target=work) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    rates = [results.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    return float(sum(rates))
 
 
 # -- the machine -------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 --
 -- Every request is formatted once in init(), so wrk spends no Lua time per request beyond
 -- picking the next one. Each wrk thread cycles through the whole file from its own start.
+--
+-- With WRK_DELAY_MS set, each connection waits that many milliseconds after an answer before
+-- its next request: a paced load (benchmarks/test_soak.py holds a share of capacity with it).
 
 local requests = {}
 local count = 0
@@ -32,4 +35,11 @@ end
 function request()
   position = position % count + 1
   return requests[position]
+end
+
+local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pause ~= nil and pause > 0 then
+  function delay()
+    return pause
+  end
 end
