@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from lambdaserve.bundle.inspection import ModelReport
-from lambdaserve.bundle.manifest import Manifest
 from lambdaserve.cli.output import out
+
+if TYPE_CHECKING:
+    # Only their types: the inspection (importlib.metadata, the pickle scanner) is heavy.
+    from lambdaserve.bundle.inspection import ModelReport
+    from lambdaserve.bundle.manifest import Manifest
 
 _SOURCES = {
     "file": "recorded in the file",
