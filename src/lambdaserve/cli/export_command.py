@@ -23,6 +23,7 @@ from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.state import open_store, require_model, state_root
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
 from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
 from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER, FORMATS, dump_template, logical_part
 from lambdaserve.deploy.deployer import OFF
@@ -31,11 +32,9 @@ from lambdaserve.deploy.plan import Reporter
 from lambdaserve.deploy.release_image import NoBuilders, built_image
 from lambdaserve.deploy.spec import (
     DEFAULT_BURST,
-    DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_MEMORY_MB,
     DEFAULT_RATE,
     DEFAULT_RESERVED_CONCURRENCY,
-    DEFAULT_TIMEOUT_S,
     AwsFunctionSettings,
     Desired,
     Release,

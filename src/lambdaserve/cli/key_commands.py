@@ -19,10 +19,10 @@ from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, 
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store
+from lambdaserve.defaults import DEFAULT_PLAN, DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store import ApiKey, Store, UsagePlan
 from lambdaserve.store.records import parse_quota, period_start
-from lambdaserve.store.store import DEFAULT_PLAN, DEFAULT_STAGE
 
 _PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}
 
