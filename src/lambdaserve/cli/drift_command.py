@@ -28,8 +28,6 @@ from lambdaserve.cli.options import (
 )
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, require_model
-from lambdaserve.monitoring.drift import parse_age
-from lambdaserve.monitoring.model_drift import model_drift
 
 SHOWN_FEATURES = 5
 _STYLES = {"shift": "bold red", "moderate": "yellow", "stable": "green", "no data": "dim"}
@@ -64,6 +62,9 @@ def drift(
 
         lambdaserve drift news --stage prod --remote
     """
+    from lambdaserve.monitoring.drift import parse_age
+    from lambdaserve.monitoring.model_drift import model_drift
+
     check_window(window)
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir) as store:
