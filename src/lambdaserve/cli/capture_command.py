@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from lambdaserve.cli.log_command import parse_since_ms
 from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
@@ -166,6 +165,8 @@ def show(
 
         lambdaserve capture show news --stage prod -n 50
     """
+    from rich.table import Table
+
     from lambdaserve.monitoring.capture import format_rate
     from lambdaserve.store.captures import capture_rates
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from lambdaserve.cli.options import (
     DRY_RUN_OPTION,
@@ -371,6 +370,8 @@ def status_command(
 
         lambdaserve status --remote
     """
+    from rich.table import Table
+
     from lambdaserve.deploy.awsclient import AWS
     from lambdaserve.deploy.names import project_name
     from lambdaserve.deploy.remote import last_deploys, remote_status
@@ -430,6 +431,8 @@ def _base_text(recorded: str | None) -> str:
 
 
 def _print_remote(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     apis = ", ".join(f"{stage} {api}" for stage, api in data["apis"].items()) or "-"
     out.print(
         f"Project {data['project']} in {data['region']} (account {data['account']}), "

@@ -13,7 +13,6 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from lambdaserve.cli.captures import captured_records, check_window, nothing_captured
 from lambdaserve.cli.options import (
@@ -86,6 +85,8 @@ def drift(
 
 
 def show(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     reference = report["reference"]
     if reference is not None:
         basis = f"the reference of version {reference['version']} ({reference['n_rows']:,} rows)"
