@@ -10,11 +10,10 @@ directory where there is none, so a typo in ``--state-dir`` is an error, not emp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lambdaserve.bundle.manifest import read_manifest
 from lambdaserve.cli.options import (
     ENV_OPTION,
     JSON_OPTION,
@@ -31,10 +30,9 @@ from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_
 from lambdaserve.cli.render import create_table, size_text
 from lambdaserve.cli.state import open_store, require_model
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.package import NO_SAMPLE, check_model
-from lambdaserve.functions.target import check_name
-from lambdaserve.store import Alias
-from lambdaserve.store.store import check_stage
+
+if TYPE_CHECKING:
+    from lambdaserve.store import Alias
 
 
 def describe_alias(alias: Alias | None) -> str:
@@ -75,6 +73,10 @@ def push(
 
         lambdaserve promote iris 1 --stage prod
     """
+    from lambdaserve.bundle.manifest import read_manifest
+    from lambdaserve.functions.package import NO_SAMPLE, check_model
+    from lambdaserve.functions.target import check_name
+
     check_name(name)
     if source.is_dir():
         if sample is not None or trust or requirement or env != "auto" or reference is not None:
@@ -216,6 +218,8 @@ def promote(
 
         lambdaserve promote iris 2 --stage prod --remote
     """
+    from lambdaserve.store.store import check_stage
+
     check_stage(stage)
     if canary is not None and not 0 < canary < 100:
         raise LambdaserveError(
@@ -271,6 +275,8 @@ def rollback(
 
         lambdaserve rollback iris --stage prod --remote
     """
+    from lambdaserve.store.store import check_stage
+
     check_stage(stage)
     if remote:
         from lambdaserve.cli.deploy_commands import rollback_remote

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from lambdaserve.bundle.inspection import inspect_model
-from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.cli import render
 from lambdaserve.cli.options import (
     ENV_OPTION,
@@ -18,7 +16,6 @@ from lambdaserve.cli.options import (
     TRUST_OPTION,
 )
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress
-from lambdaserve.functions.package import NO_SAMPLE, package_model
 
 
 @handle_errors
@@ -48,6 +45,8 @@ def package(
 
         lambdaserve package iris.pickle --sample '[[5.1, 3.5, 1.4, 0.2]]' --reference train.csv
     """
+    from lambdaserve.functions.package import NO_SAMPLE, package_model
+
     sample_value = parse_json_option(sample, "--sample") if sample is not None else NO_SAMPLE
     with progress() as reporter:
         manifest, location = package_model(
@@ -85,6 +84,9 @@ def inspect(
 
         lambdaserve inspect model.pickle
     """
+    from lambdaserve.bundle.inspection import inspect_model
+    from lambdaserve.bundle.manifest import is_bundle, read_manifest
+
     if is_bundle(path) or path.is_dir():
         manifest = read_manifest(path)
         if as_json:

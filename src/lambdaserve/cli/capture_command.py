@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from lambdaserve.cli.log_command import parse_since_ms
 from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, require_model, state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.monitoring.capture import capture_path, format_rate, parse_rate, read_records, remote_records
-from lambdaserve.store.captures import capture_rates, set_capture_rate
 
 STAGE_FILTER_OPTION = typer.Option(None, "--stage", help="Only the records of this stage.")
 SINCE_OPTION = typer.Option("7d", "--since", help="Records from the last 30m, 2h, 7d, ...")
@@ -64,6 +61,9 @@ def set_rate(
 
         lambdaserve capture set news off --stage test
     """
+    from lambdaserve.monitoring.capture import capture_path, format_rate, parse_rate
+    from lambdaserve.store.captures import set_capture_rate
+
     fraction = parse_rate(rate)
     with open_store(state_dir) as store:
         require_model(store, model)
@@ -165,6 +165,11 @@ def show(
 
         lambdaserve capture show news --stage prod -n 50
     """
+    from rich.table import Table
+
+    from lambdaserve.monitoring.capture import format_rate
+    from lambdaserve.store.captures import capture_rates
+
     latest = collections.deque(
         _records(model, stage, since, remote, region, project, profile, state_dir), maxlen=lines
     )
@@ -205,6 +210,8 @@ def _records(
     profile: str | None,
     state_dir: Path | None,
 ) -> Iterator[dict[str, Any]]:
+    from lambdaserve.monitoring.capture import read_records
+
     cutoff = datetime.fromtimestamp(parse_since_ms(since) / 1000, timezone.utc)
     if not remote:
         with open_store(state_dir) as store:
@@ -225,6 +232,7 @@ def _remote(
     from lambdaserve.deploy.awsclient import AWS
     from lambdaserve.deploy.deployer import connect
     from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.monitoring.capture import remote_records
 
     with open_store(state_dir) as store:
         name = project_name(project, store.root)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store import Store
+
+if TYPE_CHECKING:
+    from lambdaserve.store import Store
 
 
 def captured_records(

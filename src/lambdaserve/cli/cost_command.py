@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -14,28 +15,11 @@ from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION,
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table, plural
 from lambdaserve.cli.state import open_store, require_model, state_root
-from lambdaserve.deploy.costing import (
-    IMAGE_GB,
-    LocalFacts,
-    Measured,
-    from_loadtest,
-    local_facts,
-    measured_dict,
-    project,
-    seen_per_month,
-    with_measured,
-)
-from lambdaserve.deploy.pricing import (
-    LAMBDA_FREE_GB_S,
-    LAMBDA_FREE_REQUESTS,
-    REST_FREE_REQUESTS,
-    Estimate,
-    parse_volume,
-    prices_for,
-)
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.log_lines import billed_ms
-from lambdaserve.store.loadtests import latest_loadtest
+
+if TYPE_CHECKING:
+    from lambdaserve.deploy.costing import LocalFacts, Measured
+    from lambdaserve.deploy.pricing import Estimate
 
 SOURCES = {
     "local": "the local gateway's REPORT lines",
@@ -130,6 +114,9 @@ def cost(
 
         lambdaserve cost --duration-ms 120 --memory 512 --requests 3M --arch arm64
     """
+    from lambdaserve.deploy.costing import IMAGE_GB, local_facts, measured_dict, project, seen_per_month
+    from lambdaserve.deploy.pricing import parse_volume, prices_for
+
     seen = requests.strip().lower() == "seen"
     volume = 0 if seen else parse_volume(requests)
     if seen and (remote or from_loadtest_ is not None or model is None):
@@ -185,6 +172,9 @@ def cost(
 
 def _loadtest_facts(model: str | None, source: str, state_dir: Path | None) -> LocalFacts:
     """A load test's figures, with the model's memory and files where the store has it."""
+    from lambdaserve.deploy.costing import from_loadtest, local_facts, with_measured
+    from lambdaserve.store.loadtests import latest_loadtest
+
     facts = None
     if source == "latest":
         if model is None:
@@ -239,7 +229,7 @@ def _remote_facts(
     """The deployed function's REPORT lines in CloudWatch Logs since ``since``, and its region."""
     from lambdaserve.cli.log_command import parse_since_ms
     from lambdaserve.deploy.awsclient import AWS
-    from lambdaserve.deploy.costing import measure_reports
+    from lambdaserve.deploy.costing import local_facts, measure_reports, with_measured
     from lambdaserve.deploy.deployer import connect
     from lambdaserve.deploy.names import Names, project_name
     from lambdaserve.deploy.remote import remote_reports
@@ -277,6 +267,9 @@ def _show(
     given: bool,
     seen: bool = False,
 ) -> None:
+    from lambdaserve.deploy.pricing import LAMBDA_FREE_GB_S, LAMBDA_FREE_REQUESTS, REST_FREE_REQUESTS
+    from lambdaserve.functions.log_lines import billed_ms
+
     work = result.workload
     out.print(
         f"[bold]{escape(model or 'A function')}[/] on AWS, {result.region}, {work['architecture']}: "

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from lambdaserve.cli.options import (
     DRY_RUN_OPTION,
@@ -26,16 +25,10 @@ from lambdaserve.cli.options import (
 from lambdaserve.cli.output import handle_errors, out, print_json, progress
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.state import open_store
-from lambdaserve.deploy.awsclient import AWS
-from lambdaserve.deploy.base import TAG_BASE
-from lambdaserve.deploy.deployer import DeployOptions, DeployResult, connect, deploy
-from lambdaserve.deploy.names import Names, project_name
-from lambdaserve.deploy.plan import describe_step, execute
-from lambdaserve.deploy.remote import last_deploys, promote_options, remote_status, rollback_options
-from lambdaserve.deploy.teardown import find_resources, plan_teardown
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.monitoring.capture import parse_rate as parse_capture
-from lambdaserve.store.records import Deployment
+
+if TYPE_CHECKING:
+    from lambdaserve.deploy.deployer import DeployOptions, DeployResult
 
 
 @handle_errors
@@ -142,6 +135,9 @@ def deploy_command(
 
         lambdaserve deploy news --stage prod --capture 10%
     """
+    from lambdaserve.deploy.deployer import DeployOptions
+    from lambdaserve.monitoring.capture import parse_rate as parse_capture
+
     options = DeployOptions(
         model=model,
         stage=stage,
@@ -174,6 +170,8 @@ def deploy_command(
 
 def run_deploy(options: DeployOptions, state_dir: Path | None, as_json: bool) -> DeployResult:
     """Deploy and print the outcome: shared by deploy, promote --remote and rollback --remote."""
+    from lambdaserve.deploy.deployer import deploy
+
     with open_store(state_dir) as store, progress() as reporter:
         result = deploy(store, options, reporter)
     show_result(result, options.dry_run, as_json)
@@ -190,6 +188,9 @@ def promote_remote(
     state_dir: Path | None,
     as_json: bool,
 ) -> None:
+    from lambdaserve.deploy.deployer import DeployOptions
+    from lambdaserve.deploy.remote import promote_options
+
     with open_store(state_dir) as store:
         store.version(model, version)  # an unknown version is an error that lists the known ones
         options = promote_options(
@@ -201,12 +202,17 @@ def promote_remote(
 def rollback_remote(
     model: str, stage: str, region: str | None, project: str | None, state_dir: Path | None, as_json: bool
 ) -> None:
+    from lambdaserve.deploy.deployer import DeployOptions
+    from lambdaserve.deploy.remote import rollback_options
+
     with open_store(state_dir) as store:
         options = rollback_options(store, DeployOptions(model, stage, project=project, region=region))
     run_deploy(options, state_dir, as_json)
 
 
 def show_result(result: DeployResult, dry_run: bool, as_json: bool) -> None:
+    from lambdaserve.deploy.plan import describe_step
+
     desired = result.desired
     where = f"{desired.model} {desired.stage} in {desired.names.region} (project {desired.names.project})"
     if as_json:
@@ -293,6 +299,13 @@ def destroy_command(
 
         lambdaserve destroy --all --yes
     """
+    from lambdaserve.deploy.awsclient import AWS
+    from lambdaserve.deploy.deployer import connect
+    from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.deploy.plan import describe_step, execute
+    from lambdaserve.deploy.teardown import find_resources, plan_teardown
+    from lambdaserve.store.records import Deployment
+
     if (model is None) == (not all_models):
         raise LambdaserveError("Name one model to destroy, or pass --all.", "e.g. lambdaserve destroy news")
     with open_store(state_dir) as store:
@@ -357,6 +370,12 @@ def status_command(
 
         lambdaserve status --remote
     """
+    from rich.table import Table
+
+    from lambdaserve.deploy.awsclient import AWS
+    from lambdaserve.deploy.names import project_name
+    from lambdaserve.deploy.remote import last_deploys, remote_status
+
     with open_store(state_dir) as store:
         if remote:
             data = remote_status(store, project, region, profile, AWS)
@@ -402,6 +421,8 @@ def status_command(
 
 def _base_text(recorded: str | None) -> str:
     """The recorded base, short: ``provided:al2023@sha256:0123456789ab``, or ``yours`` (--image-uri)."""
+    from lambdaserve.deploy.base import TAG_BASE
+
     if not recorded:
         return "yours (--image-uri)"
     reference = json.loads(recorded).get(TAG_BASE, "")
@@ -410,6 +431,8 @@ def _base_text(recorded: str | None) -> str:
 
 
 def _print_remote(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     apis = ", ".join(f"{stage} {api}" for stage, api in data["apis"].items()) or "-"
     out.print(
         f"Project {data['project']} in {data['region']} (account {data['account']}), "

@@ -13,7 +13,6 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from lambdaserve.cli.captures import captured_records, check_window, nothing_captured
 from lambdaserve.cli.options import (
@@ -28,8 +27,6 @@ from lambdaserve.cli.options import (
 )
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, require_model
-from lambdaserve.monitoring.drift import parse_age
-from lambdaserve.monitoring.model_drift import model_drift
 
 SHOWN_FEATURES = 5
 _STYLES = {"shift": "bold red", "moderate": "yellow", "stable": "green", "no data": "dim"}
@@ -64,6 +61,9 @@ def drift(
 
         lambdaserve drift news --stage prod --remote
     """
+    from lambdaserve.monitoring.drift import parse_age
+    from lambdaserve.monitoring.model_drift import model_drift
+
     check_window(window)
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir) as store:
@@ -85,6 +85,8 @@ def drift(
 
 
 def show(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     reference = report["reference"]
     if reference is not None:
         basis = f"the reference of version {reference['version']} ({reference['n_rows']:,} rows)"

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 from rich.markup import escape
 
@@ -16,9 +15,6 @@ from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import handle_errors, out, parse_json_option, print_json, progress
 from lambdaserve.cli.render import create_table
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.invoke import invoke_once
-from lambdaserve.functions.target import load_target
-from lambdaserve.runtime.apigw import rest_proxy_event
 
 _WORD = re.compile(r"\w+", re.UNICODE)  # LIME's text tokens: what r"\W+" splits apart
 EXPLAIN_TIMEOUT_S = 60.0
@@ -92,6 +88,12 @@ def explain(
 def _ask(
     target: str, body: dict[str, Any], base: str, api_key: str | None, env: str, trust: bool
 ) -> tuple[int, Any]:
+    import httpx
+
+    from lambdaserve.functions.invoke import invoke_once
+    from lambdaserve.functions.target import load_target
+    from lambdaserve.runtime.apigw import rest_proxy_event
+
     path = Path(target)
     if path.exists():
         resolved = load_target(path, trust=trust)

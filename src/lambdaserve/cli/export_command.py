@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -23,30 +23,14 @@ from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.state import open_store, require_model, state_root
-from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
-from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER, FORMATS, dump_template, logical_part
-from lambdaserve.deploy.deployer import OFF
-from lambdaserve.deploy.names import Names, project_name
-from lambdaserve.deploy.plan import Reporter
-from lambdaserve.deploy.release_image import NoBuilders, built_image
-from lambdaserve.deploy.spec import (
-    DEFAULT_BURST,
-    DEFAULT_LOG_RETENTION_DAYS,
-    DEFAULT_MEMORY_MB,
-    DEFAULT_RATE,
-    DEFAULT_RESERVED_CONCURRENCY,
-    DEFAULT_TIMEOUT_S,
-    AwsFunctionSettings,
-    Desired,
-    Release,
-    UsagePlanSettings,
-    recommended_memory,
-)
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.monitoring.capture import parse_rate as parse_capture
-from lambdaserve.store import Alias, Store
-from lambdaserve.store.records import parse_quota
-from lambdaserve.store.store import check_limits
+
+if TYPE_CHECKING:
+    from lambdaserve.deploy.names import Names
+    from lambdaserve.deploy.plan import Reporter
+    from lambdaserve.deploy.spec import AwsFunctionSettings, Desired, Release, UsagePlanSettings
+    from lambdaserve.store import Alias, Store
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
@@ -141,6 +125,22 @@ def cloudformation(
 
         lambdaserve export cloudformation --capture 10% -o template.yaml
     """
+    from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
+    from lambdaserve.deploy.cloudformation_syntax import dump_template
+    from lambdaserve.deploy.deployer import OFF
+    from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.deploy.spec import (
+        DEFAULT_BURST,
+        DEFAULT_MEMORY_MB,
+        DEFAULT_RATE,
+        DEFAULT_RESERVED_CONCURRENCY,
+        AwsFunctionSettings,
+        UsagePlanSettings,
+    )
+    from lambdaserve.monitoring.capture import parse_rate as parse_capture
+    from lambdaserve.store.records import parse_quota
+    from lambdaserve.store.store import check_limits
+
     fmt = _format(fmt, output)
     names = Names(project_name(project, state_root(state_dir)), _account(account), _region(region))
     quota_limit, quota_period = parse_quota(quota)
@@ -211,6 +211,8 @@ def desired_stages(
     That version is what the model's most recently changed stage brought in (its canary, if
     it has one): the one release a stack update can publish a Lambda version of.
     """
+    from lambdaserve.deploy.spec import Desired
+
     aliases = store.aliases()
     for model in models:
         require_model(store, model)
@@ -256,6 +258,9 @@ def with_images(
 
     The base is pinned as the last deploy or ``export image`` recorded it; nothing is pulled.
     """
+    from lambdaserve.deploy.release_image import NoBuilders, built_image
+    from lambdaserve.deploy.spec import recommended_memory
+
     images: dict[tuple[str, int], Any] = {}
     notes: list[str] = []
     done = []
@@ -298,6 +303,8 @@ def with_images(
 
 
 def _show_next_steps(output: Path, names: Names, desired: list[Desired], configured: dict[str, int]) -> None:
+    from lambdaserve.deploy.cloudformation_syntax import logical_part
+
     releases = {(r.model, r.version): r for d in desired for r in d.releases()}
     current = [releases[(model, version)] for model, version in configured.items()]
     deploy = (
@@ -337,6 +344,8 @@ def _newest(alias: Alias) -> int:
 
 
 def _release(store: Store, model: str, version: int) -> Release:
+    from lambdaserve.deploy.spec import Release
+
     record = store.version(model, version)
     return Release.from_version(record, store.model_path(record), store.root / "references")
 
@@ -354,6 +363,8 @@ def _region(region: str | None) -> str:
 
 
 def _account(account: str | None) -> str:
+    from lambdaserve.deploy.cloudformation_syntax import ACCOUNT_PLACEHOLDER
+
     if account is None:
         return ACCOUNT_PLACEHOLDER
     if not re.fullmatch(r"\d{12}", account):
@@ -364,6 +375,8 @@ def _account(account: str | None) -> str:
 
 
 def _format(fmt: str | None, output: Path | None) -> str:
+    from lambdaserve.deploy.cloudformation_syntax import FORMATS
+
     if fmt is None:
         return "json" if output is not None and output.suffix.lower() == ".json" else "yaml"
     if fmt not in FORMATS:

@@ -20,13 +20,7 @@ import typer
 from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.state import open_store, require_model, state_root
-from lambdaserve.deploy.image import write_context
-from lambdaserve.deploy.lock import pip_install_command
-from lambdaserve.deploy.names import Names, project_name
-from lambdaserve.deploy.release_image import Builders, built_image
-from lambdaserve.deploy.spec import Release
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store.records import Deployment
 
 
 @handle_errors
@@ -63,6 +57,13 @@ def export_image(
 
         lambdaserve export image news -o news-arm --arch arm64 && docker build --platform linux/arm64 news-arm
     """
+    from lambdaserve.deploy.image import write_context
+    from lambdaserve.deploy.lock import pip_install_command
+    from lambdaserve.deploy.names import Names, project_name
+    from lambdaserve.deploy.release_image import Builders, built_image
+    from lambdaserve.deploy.spec import Release
+    from lambdaserve.store.records import Deployment
+
     # The image's registry is not known here: the tag is what matters (deploy pushes it to ECR).
     names = Names(project_name(project, state_root(state_dir)), "ACCOUNT", "REGION")
     notes: list[str] = []

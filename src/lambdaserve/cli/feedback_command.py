@@ -23,9 +23,6 @@ from lambdaserve.cli.options import (
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table, plural
 from lambdaserve.cli.state import open_store, require_model
-from lambdaserve.monitoring.drift import parse_age
-from lambdaserve.monitoring.quality import quality
-from lambdaserve.store.feedback import labels_of, read_label_file, record_labels
 
 
 @handle_errors
@@ -60,6 +57,10 @@ def feedback(
 
         lambdaserve feedback news --stage prod --since 7d --window hour --json
     """
+    from lambdaserve.monitoring.drift import parse_age
+    from lambdaserve.monitoring.quality import quality
+    from lambdaserve.store.feedback import labels_of, read_label_file, record_labels
+
     check_window(window)
     cutoff = datetime.now(timezone.utc) - parse_age(since)
     with open_store(state_dir, create=file is not None) as store:

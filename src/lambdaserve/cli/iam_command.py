@@ -11,8 +11,6 @@ import typer
 from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors
 from lambdaserve.cli.state import state_root
-from lambdaserve.deploy.names import project_name
-from lambdaserve.deploy.permissions import deployer_policy
 from lambdaserve.errors import LambdaserveError
 
 
@@ -36,6 +34,9 @@ def iam_policy(
 
         aws iam create-policy --policy-name lambdaserve-shop --policy-document file://lambdaserve-policy.json
     """
+    from lambdaserve.deploy.names import project_name
+    from lambdaserve.deploy.permissions import deployer_policy
+
     if region != "*" and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", region):
         raise LambdaserveError(f"{region!r} is not an AWS region.", "e.g. --region eu-west-1")
     if account != "*" and not re.fullmatch(r"\d{12}", account):

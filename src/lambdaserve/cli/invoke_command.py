@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.json import JSON
@@ -14,10 +14,9 @@ from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, REQUIREMENT_OPTION,
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.state import state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.invoke import invoke_once
-from lambdaserve.functions.target import Target, describe_mismatches, load_target
-from lambdaserve.runtime.apigw import rest_proxy_event
-from lambdaserve.store import Store
+
+if TYPE_CHECKING:
+    from lambdaserve.functions.target import Target
 
 
 @handle_errors
@@ -51,6 +50,10 @@ def invoke(
 
         lambdaserve invoke model.pickle --event tests/events/apigw-rest-post.json
     """
+    from lambdaserve.functions.invoke import invoke_once
+    from lambdaserve.functions.target import describe_mismatches, load_target
+    from lambdaserve.runtime.apigw import rest_proxy_event
+
     if (data is None) == (event is None):
         raise LambdaserveError(
             "Give exactly one of --data and --event.",
@@ -107,6 +110,8 @@ def invoke(
 
 def _stored_version(target: Target, state_dir: Path | None) -> str | None:
     """The number of the stored version that is this very file (same name, same sha256)."""
+    from lambdaserve.store import Store
+
     root = state_root(state_dir)
     if not (root / "state.db").is_file():
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -19,10 +20,11 @@ from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, 
 from lambdaserve.cli.output import handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store
+from lambdaserve.defaults import DEFAULT_PLAN, DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store import ApiKey, Store, UsagePlan
-from lambdaserve.store.records import parse_quota, period_start
-from lambdaserve.store.store import DEFAULT_PLAN, DEFAULT_STAGE
+
+if TYPE_CHECKING:
+    from lambdaserve.store import ApiKey, Store, UsagePlan
 
 _PERIOD_NAMES = {"DAY": "today", "WEEK": "this week", "MONTH": "this month"}
 
@@ -66,6 +68,8 @@ def create_plan(
 
         lambdaserve keys create --name alice --plan basic
     """
+    from lambdaserve.store.records import parse_quota
+
     if not name.strip():
         raise LambdaserveError("A plan needs a name.", "e.g. lambdaserve plans create basic --rate 5")
     limit, period = parse_quota(quota)
@@ -102,6 +106,8 @@ def update_plan(
 
         lambdaserve plans update basic --rate 20 --burst 40 --no-quota
     """
+    from lambdaserve.store.records import parse_quota
+
     with open_store(state_dir) as store:
         current = store.plan(name)
         new_rate, new_burst = current.rate, current.burst
@@ -193,6 +199,8 @@ def list_keys(state_dir: Path | None = STATE_OPTION, as_json: bool = JSON_OPTION
 
         lambdaserve keys list
     """
+    from lambdaserve.store.records import period_start
+
     with open_store(state_dir) as store:
         plans = {p.id: p for p in store.plans()}
         keys = store.api_keys()

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
-from lambdaserve.baselines.run import flask_server
 from lambdaserve.cli.loadtest_targets import Target, resolve_local, resolve_remote
 from lambdaserve.cli.options import JSON_OPTION, PROFILE_OPTION, PROJECT_OPTION, REGION_OPTION, STATE_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.render import create_table
 from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.log_lines import parse_report
-from lambdaserve.functions.logbook import log_path
-from lambdaserve.loadgen import LoadResult, closed_loop, open_loop, per_second
-from lambdaserve.store.loadtests import record_loadtest
+
+if TYPE_CHECKING:
+    from lambdaserve.loadgen import LoadResult
 
 MAX_DURATION_S = 600.0
 MAX_CONNECTIONS = 1024
@@ -101,6 +98,13 @@ def loadtest(
 
         lambdaserve loadtest news --remote --stage prod --rate 20 --duration 60
     """
+    import asyncio
+
+    from lambdaserve.baselines.run import flask_server
+    from lambdaserve.functions.logbook import log_path
+    from lambdaserve.loadgen import closed_loop, open_loop, per_second
+    from lambdaserve.store.loadtests import record_loadtest
+
     if connections is not None and rate is not None:
         raise LambdaserveError(
             "Give --connections or --rate, not both.", "e.g. --connections 32, or --rate 200"
@@ -282,6 +286,7 @@ def _remote_cold_starts(
     from lambdaserve.deploy.deployer import connect
     from lambdaserve.deploy.names import Names, project_name
     from lambdaserve.deploy.remote import remote_reports
+    from lambdaserve.functions.log_lines import parse_report
 
     if target.model is None:
         return None
@@ -297,6 +302,8 @@ def _remote_cold_starts(
 
 def _cold_starts(log: Path, offset: int) -> int | None:
     """INITs the run caused: REPORT lines with an Init Duration written since it started."""
+    from lambdaserve.functions.log_lines import parse_report
+
     time.sleep(1.0)  # the server writes its log about every half second
     if not log.is_file():
         return None

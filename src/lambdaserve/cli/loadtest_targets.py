@@ -16,7 +16,6 @@ from typing import Any
 
 from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store import Store
 
 DEFAULT_STAGE = "test"
 
@@ -48,6 +47,8 @@ def split_target(target: str, stage: str | None) -> tuple[str, str]:
 
 
 def resolve_local(target: str, stage: str | None, base: str, state_dir: Path | None) -> Target:
+    from lambdaserve.store import Store
+
     if target.startswith(("http://", "https://")):
         if stage:
             raise LambdaserveError("--stage goes with a MODEL, not a URL.", "Put the stage in the URL.")

@@ -22,7 +22,6 @@ from lambdaserve.cli.options import JSON_OPTION, PROJECT_OPTION, REGION_OPTION, 
 from lambdaserve.cli.output import err, handle_errors, out, print_json
 from lambdaserve.cli.state import open_store, state_root
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.logbook import log_path
 
 POLL_SECONDS = 0.2
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -58,6 +57,8 @@ def logs(
 
         lambdaserve logs iris --remote --since 1h
     """
+    from lambdaserve.functions.logbook import log_path
+
     cutoff = _parse_since(since) if since is not None else None
     if remote:
         deadline = time.monotonic() + max_seconds if max_seconds is not None else None

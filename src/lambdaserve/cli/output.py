@@ -13,13 +13,15 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.status import Status
 
 from lambdaserve.errors import LambdaserveError
+
+if TYPE_CHECKING:
+    from rich.status import Status  # err.status() imports it when a spinner is shown
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.table import Table
 
-from lambdaserve.bundle.inspection import ModelReport
-from lambdaserve.bundle.manifest import Manifest
 from lambdaserve.cli.output import out
+
+if TYPE_CHECKING:
+    # Only their types: the inspection (importlib.metadata, the pickle scanner) is heavy, and
+    # rich.table (5 ms) is imported when a command prints a table.
+    from rich.table import Table
+
+    from lambdaserve.bundle.inspection import ModelReport
+    from lambdaserve.bundle.manifest import Manifest
 
 _SOURCES = {
     "file": "recorded in the file",
@@ -85,6 +90,8 @@ def _show_imports(imports: list[str]) -> None:
 
 
 def show_pins(pins: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title="Pinned requirements", title_justify="left", title_style="bold", box=None)
     table.add_column("distribution")
     table.add_column("version")
@@ -143,6 +150,8 @@ def _short(value: Any, limit: int = 90) -> str:
 
 
 def create_table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", title_style="bold", box=None)
     for column in columns:
         table.add_column(column)

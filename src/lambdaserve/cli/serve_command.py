@@ -8,21 +8,17 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
-from lambdaserve.bundle.manifest import is_bundle, read_manifest
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, STATE_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.functions.package import NO_SAMPLE, check_model
-from lambdaserve.functions.target import check_name, default_name
-from lambdaserve.monitoring.capture import parse_rate
-from lambdaserve.store import Store, UsagePlan
-from lambdaserve.store.captures import set_capture_rate
-from lambdaserve.store.store import check_stage
+
+if TYPE_CHECKING:
+    from lambdaserve.store import Store, UsagePlan
 
 
 @handle_errors
@@ -92,6 +88,11 @@ def serve(
     from lambdaserve.app.listen import bind
     from lambdaserve.functions.service import HandlerSpec
     from lambdaserve.functions.settings import MODES, RUNTIMES, FunctionSettings
+    from lambdaserve.functions.target import check_name
+    from lambdaserve.monitoring.capture import parse_rate
+    from lambdaserve.store import Store
+    from lambdaserve.store.captures import set_capture_rate
+    from lambdaserve.store.store import check_stage
 
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")
@@ -252,6 +253,10 @@ def _register(
     store: Store, model: Path, name: str | None, stage: str, trust: bool, env: str, as_json: bool
 ) -> tuple[str, str]:
     """Put the model in the store (a new version if its content changed) and point the stage at it."""
+    from lambdaserve.bundle.manifest import is_bundle, read_manifest
+    from lambdaserve.functions.package import NO_SAMPLE, check_model
+    from lambdaserve.functions.target import default_name
+
     if is_bundle(model):
         manifest = read_manifest(model).to_dict()
         return _publish(
@@ -276,6 +281,8 @@ def _register(
 def _publish(
     store: Store, name: str, manifest: dict[str, object], model_file: Path, stage: str, as_json: bool
 ) -> tuple[str, str]:
+    from lambdaserve.functions.target import check_name
+
     record, created = store.add_version(check_name(name), manifest, model_file)
     alias = store.alias(record.model, stage)
     if alias is None or alias.version != record.version or alias.canary_version is not None:

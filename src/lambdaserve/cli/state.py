@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store import Store, default_state_dir
+
+if TYPE_CHECKING:
+    from lambdaserve.store import Store
 
 
+# The store (sqlite3, secrets, hashlib, ...) is imported when a command uses it, not with the CLI.
 def state_root(state_dir: Path | None) -> Path:
+    from lambdaserve.store import default_state_dir
+
     return (state_dir or default_state_dir()).resolve()
 
 
 @contextmanager
 def open_store(state_dir: Path | None, *, create: bool = False) -> Iterator[Store]:
     """The store, closed afterwards; without ``create``, an error where there is none."""
+    from lambdaserve.store import Store
+
     root = state_root(state_dir)
     if not create and not (root / "state.db").is_file():
         raise LambdaserveError(

@@ -28,12 +28,13 @@ from typing import Any
 from lambdaserve.apigateway.gateway import Gateway
 from lambdaserve.bundle.inspection import ModelReport, inspect_model
 from lambdaserve.console.uploads import Upload, UploadRefused
+from lambdaserve.defaults import DEFAULT_PLAN
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.functions.function import Function
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name
 from lambdaserve.store import ApiKey, ModelVersion, Store, UsagePlan
-from lambdaserve.store.store import DEFAULT_PLAN, check_stage
+from lambdaserve.store.store import check_stage
 
 
 async def publish_upload(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.base import Base
 from lambdaserve.deploy.current import Current, read_current, read_image_tags
@@ -29,10 +30,8 @@ from lambdaserve.deploy.registry import ImagePublisher
 from lambdaserve.deploy.release_image import BuilderFactory, Builders, NoBuilders, built_image
 from lambdaserve.deploy.spec import (
     DEFAULT_BURST,
-    DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_RATE,
     DEFAULT_RESERVED_CONCURRENCY,
-    DEFAULT_TIMEOUT_S,
     MIN_UNRESERVED_CONCURRENCY,
     AwsFunctionSettings,
     Desired,

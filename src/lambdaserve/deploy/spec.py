@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.bundle.reference import reference_file
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
 from lambdaserve.deploy.names import Names
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.runtime.variables import AWS_WARM_UP_BYTES, handler_variables
@@ -19,8 +20,6 @@ from lambdaserve.store.records import ModelVersion
 
 DEFAULT_MEMORY_MB = 512  # when the bundle records no measurement (made before lambdaserve measured INIT)
 MIN_MEMORY_MB = 256
-DEFAULT_TIMEOUT_S = 10
-DEFAULT_LOG_RETENTION_DAYS = 30
 # A new stage's usage plan throttles each key, and a new function has a concurrency of its own:
 # without them one key (or a leaked one) could take every Lambda execution of the account.
 DEFAULT_RATE = 10.0  # requests per second, per key

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lambdaserve.defaults import DEFAULT_PLAN, DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import (
     QUOTA_PERIODS,
@@ -76,8 +77,6 @@ CREATE TABLE IF NOT EXISTS feedback (
     model TEXT NOT NULL, request_id TEXT NOT NULL, label TEXT NOT NULL, received TEXT NOT NULL,
     PRIMARY KEY (model, request_id));
 """
-DEFAULT_STAGE = "test"  # the stage serve, push and publish use unless told otherwise
-DEFAULT_PLAN = "default"  # the plan of keys made without one
 KEY_ALPHABET = string.ascii_letters + string.digits
 ID_ALPHABET = string.ascii_lowercase + string.digits
 
