@@ -628,4 +628,4 @@ def test_resident_memory(servers: Servers, bodies: dict[int, Path], report: Repo
                 f"USS {m.uss_kib / 1024:.0f} MiB  {m.command[:70]}"
             )
     report.target(f"memory, PSS sum, lambdaserve ({environments} environments) / Flask", [pss], 0.75, True)
-    report.target("memory, RSS sum, lambdaserve / Flask", [rss], 1.0, at_most=True)
+    print(f"      (RSS sum / Flask's: {rss:.2f}; it counts the model shared by the forks once per process)")
