@@ -8,12 +8,15 @@ and every one goes through the key and plan checks). First the capacity: wrk at
 WRK_DELAY_MS: each connection waits after an answer) is calibrated on short probes to 80%
 of it, and run in windows of ``WINDOW_S``; after each window the pause is corrected
 towards 80% (the pace drifts as the machine does), and the whole process tree's memory is
-read (PSS and RSS, /proc/PID/smaps_rollup). At the end the capacity is measured again.
+read (PSS and RSS, /proc/PID/smaps_rollup). At the end the soaked server's capacity is
+measured against a freshly started one's, in three interleaved rounds: the machine's own
+drift over ten minutes (up to 2x between days) must not pass for the server slowing down.
 
 Verdicts (printed; the test fails only on errors or a server that stops answering):
 memory flat (the tree's PSS and the gateway's RSS in the last window within 5% of the
 second window's: the first holds the warm-up's growth), p99 stable (no window's p99 above
-twice the median window's), p99 at most 3x p50 in every window. Length: $SOAK_SECONDS
+twice the median window's), p99 at most 3x p50 in every window, and the soaked server's
+capacity at least 0.95 of the fresh one's (median of the rounds). Length: $SOAK_SECONDS
 (600); raw results in $SOAK_OUT (/tmp/lambdaserve-soak.json).
 """
 
@@ -89,22 +92,39 @@ def test_soak_at_80_percent_of_capacity(
             failed = f"window {len(windows)}: {result.non_2xx} non-2xx, {result.socket_errors}"
             assert result.errors == 0, failed
             delay = next_delay_ms(rate, result, delay)
-        after = loadtest.run_load(server, bodies[1], CONNECTIONS, 8)
-        assert after.errors == 0, after.output
+        fresh = harness.launch_lambdaserve(bundle, workdir, plan=[])
+        try:
+            harness.start(fresh, first_body)
+            loadtest.run_load(fresh, bodies[1], 32, 3)
+            after = []
+            for round_ in range(3):
+                pair = [server, fresh] if round_ % 2 == 0 else [fresh, server]
+                measured = [loadtest.run_load(s, bodies[1], CONNECTIONS, 6) for s in pair]
+                assert all(m.errors == 0 for m in measured), measured
+                after.append((measured[0], measured[1]) if pair[0] is server else (measured[1], measured[0]))
+        finally:
+            fresh.stop()
     finally:
         server.stop()
     report(capacity, after, windows)
 
 
-def report(capacity: loadtest.LoadResult, after: loadtest.LoadResult, windows: list[dict[str, Any]]) -> None:
+def report(
+    capacity: loadtest.LoadResult,
+    after: list[tuple[loadtest.LoadResult, loadtest.LoadResult]],
+    windows: list[dict[str, Any]],
+) -> None:
     machine = loadtest.machine()
     print(
         f"\n{machine['date']}: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
         f"commit {machine['commit']}; {len(windows)} windows of {WINDOW_S:.0f} s at {CONNECTIONS} connections"
     )
+    kept = [soaked.requests_per_s / fresh.requests_per_s for soaked, fresh in after]
     print(
-        f"capacity before: {capacity.requests_per_s:,.0f} requests/s (p99 {capacity.p99_ms:.1f} ms); "
-        f"after: {after.requests_per_s:,.0f} ({after.requests_per_s / capacity.requests_per_s:.2f}x)"
+        f"capacity before: {capacity.requests_per_s:,.0f} requests/s (p99 {capacity.p99_ms:.1f} ms); after, "
+        "soaked / fresh server: "
+        + ", ".join(f"{s.requests_per_s:,.0f} / {f.requests_per_s:,.0f}" for s, f in after)
+        + f" = {' / '.join(f'{k:.3f}' for k in kept)}"
     )
     print(
         "| minute | share of capacity | p50 ms | p99 ms | max ms | errors "
@@ -131,6 +151,11 @@ def report(capacity: loadtest.LoadResult, after: loadtest.LoadResult, windows: l
         ("gateway RSS, last / second window <= 1.05", gateway_growth <= 1.05, f"{gateway_growth:.3f}"),
         ("p99, worst window / median window <= 2", p99_spread <= 2, f"{p99_spread:.2f}"),
         ("p99 / p50 <= 3 in every window", max(tails) <= 3, f"{min(tails):.2f}-{max(tails):.2f}"),
+        (
+            "capacity after, soaked / fresh server >= 0.95",
+            statistics.median(kept) >= 0.95,
+            f"{statistics.median(kept):.3f}",
+        ),
     ]
     held = f"{min(shares):.2f}-{max(shares):.2f} (median {statistics.median(shares):.2f})"
     print(f"load held at {held} of capacity")
@@ -141,7 +166,7 @@ def report(capacity: loadtest.LoadResult, after: loadtest.LoadResult, windows: l
             {
                 "machine": machine,
                 "capacity": capacity.to_dict(),
-                "after": after.to_dict(),
+                "after": [{"soaked": s.to_dict(), "fresh": f.to_dict()} for s, f in after],
                 "windows": windows,
                 "verdicts": [{"what": w, "passed": p, "measured": m} for w, p, m in verdicts],
             },

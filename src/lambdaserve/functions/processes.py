@@ -1,7 +1,8 @@
 """Execution environments seen from the gateway: a template per function version, and
 the environments forked from it (see ``runtime/forkserver.py`` for the other side).
 
-All of them connect to one Unix socket of the gateway and speak length-prefixed JSON.
+All of them connect to one Unix socket of the gateway and speak length-prefixed JSON
+(an invoke frame's text bodies follow its JSON as raw bytes).
 The gateway never blocks on them: every read and write is asyncio, and a kill is a
 signal to a known PID. An environment that closes its connection is gone; whoever was
 waiting on it learns so at once.
@@ -28,6 +29,7 @@ from typing import Any, Literal, Protocol, TypedDict
 
 from lambdaserve.functions.log_lines import status_kib
 from lambdaserve.functions.pythons import PythonEnvironment
+from lambdaserve.runtime.apigw import raw_bodies
 
 _HEADER = struct.Struct("<I")
 
@@ -37,12 +39,14 @@ ColdStart = tuple[Literal["Init", "Restore"], float]  # the kind and its duratio
 
 
 class InvokeFrame(TypedDict):
-    """gateway -> environment: one message of one or more invocations."""
+    """gateway -> environment: one message of one or more invocations; ``tail`` raw bytes
+    (the events' text bodies, see ``apigw.raw_bodies``) follow its JSON."""
 
     type: Literal["invoke"]
     requestIds: list[str]
     events: list[Any]
     deadlineMs: int
+    tail: int
 
 
 class InvocationResult(TypedDict, total=False):
@@ -117,9 +121,9 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         return None
 
 
-def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any], tail: bytes = b"") -> None:
     data = json.dumps(message).encode()
-    writer.write(_HEADER.pack(len(data)) + data)
+    writer.write(_HEADER.pack(len(data)) + data + tail)
 
 
 Connection = tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]
@@ -225,13 +229,15 @@ class Environment:
         """Hand over one message; it waits in the socket if the environment is still busy."""
         if self.writer.is_closing():
             raise EnvironmentLost("the environment's connection is closed")
+        sent, tail = raw_bodies(events)
         message: InvokeFrame = {
             "type": "invoke",
             "requestIds": request_ids,
-            "events": events,
+            "events": sent,
             "deadlineMs": deadline_ms,
+            "tail": len(tail),
         }
-        write_frame(self.writer, dict(message))
+        write_frame(self.writer, dict(message), tail)
 
     async def receive(self) -> ResultFrame:
         """The answer to the oldest message handed over."""

@@ -116,8 +116,12 @@ def compact(body: str | bytes | None, **fields: Any) -> dict[str, Any]:
     return {COMPACT: {"body": body, **fields}}
 
 
-def expand(event: Any) -> Any:
-    """The full REST proxy event for a ``compact`` one; any other event as it is."""
+def expand(event: Any, tail: bytes = b"") -> Any:
+    """The full REST proxy event for a ``compact`` one; any other event as it is.
+
+    ``tail``: the raw bytes that came after the frame the event was in; a compact event
+    whose text body travelled there names its slice in ``bodyAt`` (see ``raw_bodies``).
+    """
     if not (isinstance(event, dict) and COMPACT in event and len(event) == 1):
         return event
     fields = dict(event[COMPACT])
@@ -125,7 +129,33 @@ def expand(event: Any) -> Any:
     binary = fields.pop("binary", None)
     if binary is not None:
         body = base64.b64decode(binary)
+    at = fields.pop("bodyAt", None)
+    if at is not None:
+        body = tail[at[0] : at[1]].decode("utf-8")
     return rest_proxy_event(body, **fields)
+
+
+def raw_bodies(events: list[Any]) -> tuple[list[Any], bytes]:
+    """Compact events with their text bodies taken out, and those bodies as UTF-8 bytes one
+    after another (``bodyAt`` names each slice): sent after the frame's JSON, a body is
+    neither escaped into it nor parsed out of it again (a 28 KB body of 16 posts cost the
+    gateway 66 µs of ``json.dumps`` and the environment 39 µs of ``json.loads``)."""
+    tail = bytearray()
+    sent = []
+    for event in events:
+        fields = event.get(COMPACT) if isinstance(event, dict) and len(event) == 1 else None
+        body = fields.get("body") if isinstance(fields, dict) else None
+        if isinstance(body, str) and fields is not None:
+            try:
+                raw = body.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: JSON escapes it, UTF-8 cannot
+                sent.append(event)
+                continue
+            start = len(tail)
+            tail += raw
+            event = {COMPACT: {**fields, "body": None, "bodyAt": [start, len(tail)]}}
+        sent.append(event)
+    return sent, bytes(tail)
 
 
 @functools.lru_cache(maxsize=256)

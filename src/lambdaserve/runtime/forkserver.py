@@ -20,7 +20,8 @@ Frames: a 4-byte little-endian length, then a JSON object.
                          | {"type": "initError", ...}
     gateway -> template  {"type": "fork", "envId"}
     child    -> gateway  {"type": "hello", "envId", "pid"}
-    gateway -> child     {"type": "invoke", "requestIds", "events", "deadlineMs"}
+    gateway -> child     {"type": "invoke", "requestIds", "events", "deadlineMs", "tail"},
+                         then ``tail`` bytes: the events' text bodies, raw (``apigw.raw_bodies``)
     child    -> gateway  {"type": "result", "results": [{"payload"} | {"error"}], "durationMs",
                           "maxMemoryMB", "logs"}
     gateway -> child     {"type": "describe"}
@@ -66,12 +67,21 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def receive(stream: BinaryIO) -> dict[str, Any] | None:
+    """The next frame; an invoke frame's raw tail (its text bodies) as bytes in ``tail``."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
     (size,) = _HEADER.unpack(header)
     data = stream.read(size)
-    return json.loads(data) if len(data) == size else None
+    if len(data) != size:
+        return None
+    message: dict[str, Any] = json.loads(data)
+    length = message.get("tail")
+    if isinstance(length, int) and length > 0:
+        message["tail"] = stream.read(length)
+        if len(message["tail"]) != length:
+            return None
+    return message
 
 
 def connect(path: str) -> socket.socket:
@@ -90,7 +100,9 @@ def captured() -> Any:
 
 def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]:
     ids = message["requestIds"]
-    events = [expand(event) for event in message["events"]]  # the gateway sends requests compact
+    tail = message.get("tail")
+    tail = tail if isinstance(tail, bytes) else b""
+    events = [expand(event, tail) for event in message["events"]]  # the gateway sends them compact
     contexts = [LocalContext(request_id, int(message["deadlineMs"])) for request_id in ids]
     started = time.perf_counter()
     with captured() as output:
