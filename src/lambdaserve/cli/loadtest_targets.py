@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.cli.state import open_store, state_root
+from lambdaserve.defaults import DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
-
-DEFAULT_STAGE = "test"
 
 
 @dataclass(frozen=True)

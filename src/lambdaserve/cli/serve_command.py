@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from lambdaserve.cli.options import ENV_OPTION, JSON_OPTION, STATE_OPTION, TRUST_OPTION
 from lambdaserve.cli.output import err, handle_errors, out, print_json, progress, warn
+from lambdaserve.defaults import DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def serve(
     port: int = typer.Option(8000, "--port", "-p", help="Port to listen on."),
     state_dir: Path | None = STATE_OPTION,
     stage: str = typer.Option(
-        "test", "--stage", help="Stage the model is served under: /STAGE/NAME/predict."
+        DEFAULT_STAGE, "--stage", help="Stage the model is served under: /STAGE/NAME/predict."
     ),
     no_api_key: bool = typer.Option(False, "--no-api-key", help="Do not require x-api-key."),
     rate: float | None = typer.Option(
