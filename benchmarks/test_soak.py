@@ -99,9 +99,9 @@ def test_soak_at_80_percent_of_capacity(
             after = []
             for round_ in range(3):
                 pair = [server, fresh] if round_ % 2 == 0 else [fresh, server]
-                measured = [loadtest.run_load(s, bodies[1], CONNECTIONS, 6) for s in pair]
-                assert all(m.errors == 0 for m in measured), measured
-                after.append((measured[0], measured[1]) if pair[0] is server else (measured[1], measured[0]))
+                measured = {id(s): loadtest.run_load(s, bodies[1], CONNECTIONS, 6) for s in pair}
+                assert all(m.errors == 0 for m in measured.values()), measured
+                after.append((measured[id(server)], measured[id(fresh)]))
         finally:
             fresh.stop()
     finally:

@@ -9,3 +9,4 @@ DEFAULT_STAGE = "test"  # the stage serve, push and publish use unless told othe
 DEFAULT_PLAN = "default"  # the plan of keys made without one
 DEFAULT_TIMEOUT_S = 10  # a new Lambda function's timeout
 DEFAULT_LOG_RETENTION_DAYS = 30  # a new function's CloudWatch Logs retention
+OFF = -1  # a setting given as none or off (--reserved-concurrency, --rate...): deploy removes it

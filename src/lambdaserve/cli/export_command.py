@@ -23,7 +23,7 @@ from lambdaserve.cli.options import PROJECT_OPTION, STATE_OPTION
 from lambdaserve.cli.output import handle_errors, out, print_json, progress, warn
 from lambdaserve.cli.parsing import parse_count, parse_rate
 from lambdaserve.cli.state import open_store, require_model, state_root
-from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S, OFF
 from lambdaserve.errors import LambdaserveError
 
 if TYPE_CHECKING:
@@ -127,7 +127,6 @@ def cloudformation(
     """
     from lambdaserve.deploy.cloudformation import build_template, releases_needing_history
     from lambdaserve.deploy.cloudformation_syntax import dump_template
-    from lambdaserve.deploy.deployer import OFF
     from lambdaserve.deploy.names import Names, project_name
     from lambdaserve.deploy.spec import (
         DEFAULT_BURST,

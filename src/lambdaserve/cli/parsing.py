@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from lambdaserve.defaults import OFF
 from lambdaserve.errors import LambdaserveError
 
 
 def parse_count(value: str | None, flag: str) -> int | None:
     """A count, or ``none`` (also ``off``) to remove the setting: OFF."""
-    from lambdaserve.deploy.deployer import OFF  # the deployer is heavy: imported when a flag is parsed
-
     if value is None:
         return None
     if value.lower() in ("none", "off"):
@@ -21,8 +20,6 @@ def parse_count(value: str | None, flag: str) -> int | None:
 
 
 def parse_rate(value: str | None) -> float | None:
-    from lambdaserve.deploy.deployer import OFF
-
     if value is None:
         return None
     if value.lower() in ("none", "off"):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S
+from lambdaserve.defaults import DEFAULT_LOG_RETENTION_DAYS, DEFAULT_TIMEOUT_S, OFF
 from lambdaserve.deploy.awsclient import AWS
 from lambdaserve.deploy.base import Base
 from lambdaserve.deploy.current import Current, read_current, read_image_tags
@@ -42,8 +42,6 @@ from lambdaserve.deploy.spec import (
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store.records import Deployment, parse_quota
 from lambdaserve.store.store import Store
-
-OFF = -1  # --reserved-concurrency none / --provisioned-concurrency none / --rate none
 
 
 @dataclass

@@ -76,9 +76,9 @@ def receive(stream: BinaryIO) -> dict[str, Any] | None:
     if len(data) != size:
         return None
     message: dict[str, Any] = json.loads(data)
-    length = message.get("tail")
-    if isinstance(length, int) and length > 0:
-        message["tail"] = stream.read(length)
+    if "tail" in message:  # an invoke frame: its length in the JSON, its bytes after it
+        length = int(message["tail"])
+        message["tail"] = stream.read(length) if length > 0 else b""
         if len(message["tail"]) != length:
             return None
     return message
@@ -100,8 +100,7 @@ def captured() -> Any:
 
 def _invoke(handler: Any, batch: Any, message: dict[str, Any]) -> dict[str, Any]:
     ids = message["requestIds"]
-    tail = message.get("tail")
-    tail = tail if isinstance(tail, bytes) else b""
+    tail = message.get("tail", b"")
     events = [expand(event, tail) for event in message["events"]]  # the gateway sends them compact
     contexts = [LocalContext(request_id, int(message["deadlineMs"])) for request_id in ids]
     started = time.perf_counter()
