@@ -10,7 +10,7 @@ import pytest
 
 from lambdaserve.errors import LambdaserveError
 from lambdaserve.store import Store
-from lambdaserve.store.store import check_stages
+from lambdaserve.store.records import check_stages
 
 # The tables as they were before plans had stages (lambdaserve 0.x, until 2026-12).
 OLD_SCHEMA = """

@@ -218,7 +218,7 @@ def promote(
 
         lambdaserve promote iris 2 --stage prod --remote
     """
-    from lambdaserve.store.store import check_stage
+    from lambdaserve.store.records import check_stage
 
     check_stage(stage)
     if canary is not None and not 0 < canary < 100:
@@ -275,7 +275,7 @@ def rollback(
 
         lambdaserve rollback iris --stage prod --remote
     """
-    from lambdaserve.store.store import check_stage
+    from lambdaserve.store.records import check_stage
 
     check_stage(stage)
     if remote:

@@ -137,8 +137,7 @@ def cloudformation(
         UsagePlanSettings,
     )
     from lambdaserve.monitoring.capture import parse_rate as parse_capture
-    from lambdaserve.store.records import parse_quota
-    from lambdaserve.store.store import check_limits
+    from lambdaserve.store.records import check_limits, parse_quota
 
     fmt = _format(fmt, output)
     names = Names(project_name(project, state_root(state_dir)), _account(account), _region(region))

@@ -93,7 +93,7 @@ def serve(
     from lambdaserve.monitoring.capture import parse_rate
     from lambdaserve.store import Store
     from lambdaserve.store.captures import set_capture_rate
-    from lambdaserve.store.store import check_stage
+    from lambdaserve.store.records import check_stage
 
     if mode not in MODES:
         raise LambdaserveError(f"Unknown --mode {mode!r}.", "Use batch (the default) or lambda.")

@@ -34,7 +34,7 @@ from lambdaserve.functions.function import Function
 from lambdaserve.functions.package import NO_SAMPLE, check_model
 from lambdaserve.functions.target import check_name
 from lambdaserve.store import ApiKey, ModelVersion, Store, UsagePlan
-from lambdaserve.store.store import check_stage
+from lambdaserve.store.records import check_stage
 
 
 async def publish_upload(

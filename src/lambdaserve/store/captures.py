@@ -10,7 +10,8 @@ variables. A rate of 0 removes the row: capture is off unless a row says otherwi
 from __future__ import annotations
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store.store import Store, check_stage, now
+from lambdaserve.store.records import check_stage, now
+from lambdaserve.store.store import Store
 
 
 def set_capture_rate(store: Store, model: str, stage: str, rate: float) -> float:

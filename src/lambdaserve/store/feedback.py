@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lambdaserve.errors import LambdaserveError
-from lambdaserve.store.store import Store, now
+from lambdaserve.store.records import now
+from lambdaserve.store.store import Store
 
 KEEP_LABELS = 1_000_000
 MAX_BATCH = 100_000

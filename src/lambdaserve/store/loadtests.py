@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lambdaserve.store.store import Store, now
+from lambdaserve.store.records import now
+from lambdaserve.store.store import Store
 
 KEEP_RUNS = 20
 MAX_POINTS = 600  # one a second: the longest run loadtest allows

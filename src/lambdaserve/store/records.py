@@ -1,7 +1,12 @@
-"""The records the store holds, as plain immutable values."""
+"""The records the store holds, as plain immutable values, and the rules their values
+follow: stage names, a plan's limits, ids, timestamps."""
 
 from __future__ import annotations
 
+import re
+import secrets
+import string
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -9,6 +14,16 @@ from typing import Any
 from lambdaserve.errors import LambdaserveError
 
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+KEY_ALPHABET = string.ascii_letters + string.digits
+ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def random_string(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 @dataclass(frozen=True)
@@ -155,3 +170,40 @@ def period_end(period: str, wall: float) -> float:
     else:
         end = (start + timedelta(days=32)).replace(day=1)
     return end.timestamp()
+
+
+def check_limits(
+    rate: float | None, burst: int | None, quota_limit: int | None, quota_period: str | None
+) -> None:
+    """A usage plan's throttle and quota, as API Gateway accepts them. The messages name the
+    settings, not the command-line flags: the console shows them too."""
+    if (rate is None) != (burst is None):
+        raise LambdaserveError(
+            "A throttle needs both a rate (requests per second) and a burst (the bucket's size).",
+            "e.g. rate 10 and burst 10; or neither, for no throttle.",
+        )
+    if rate is not None and (rate <= 0 or burst is None or burst < 1):
+        raise LambdaserveError("The rate must be above 0 and the burst at least 1.")
+    if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
+        raise LambdaserveError("A quota is a positive count per DAY, WEEK or MONTH.", "e.g. 100 per DAY")
+
+
+def check_stage(stage: str) -> str:
+    # Stage names become URL path segments; "_" is reserved for lambdaserve's own routes.
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}", stage):
+        raise LambdaserveError(
+            f"{stage!r} is not a valid stage name.",
+            "Use letters, digits, '-' and '_', starting with a letter or digit (e.g. test, prod).",
+        )
+    return stage
+
+
+def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
+    """A plan's stages: at least one, each a valid stage name, in the order given, once each."""
+    attached = tuple(dict.fromkeys(check_stage(s.strip()) for s in stages))
+    if not attached:
+        raise LambdaserveError(
+            "A usage plan needs at least one stage: its keys are accepted only there.",
+            "e.g. the stages test and prod",
+        )
+    return attached

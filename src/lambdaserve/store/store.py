@@ -20,81 +20,37 @@ import re
 import secrets
 import shutil
 import sqlite3
-import string
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lambdaserve.defaults import DEFAULT_PLAN, DEFAULT_STAGE
 from lambdaserve.errors import LambdaserveError
+from lambdaserve.store import schema
 from lambdaserve.store.records import (
-    QUOTA_PERIODS,
+    ID_ALPHABET,
+    KEY_ALPHABET,
     Alias,
     ApiKey,
     Deployment,
     ModelVersion,
     UsagePlan,
+    check_limits,
+    check_stage,
+    check_stages,
+    now,
     parse_quota,
+    random_string,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    model TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, format TEXT NOT NULL,
-    file TEXT NOT NULL, manifest TEXT NOT NULL, created TEXT NOT NULL,
-    PRIMARY KEY (model, version));
-CREATE TABLE IF NOT EXISTS aliases (
-    model TEXT NOT NULL, stage TEXT NOT NULL, version INTEGER NOT NULL,
-    canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0, updated TEXT NOT NULL,
-    PRIMARY KEY (model, stage));
-CREATE TABLE IF NOT EXISTS alias_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, stage TEXT NOT NULL,
-    version INTEGER, canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0,
-    changed TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS plans (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, rate REAL, burst INTEGER,
-    quota_limit INTEGER, quota_period TEXT, created TEXT NOT NULL, stages TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-    plan_id TEXT, enabled INTEGER NOT NULL DEFAULT 1, created TEXT NOT NULL, revoked TEXT);
-CREATE TABLE IF NOT EXISTS deployments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, region TEXT NOT NULL,
-    account TEXT NOT NULL, model TEXT NOT NULL, stage TEXT NOT NULL, version INTEGER NOT NULL,
-    canary_version INTEGER, canary_weight REAL NOT NULL DEFAULT 0, lambda_version TEXT,
-    url TEXT, image TEXT, base TEXT, status TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS usage (
-    key_id TEXT NOT NULL, period_start TEXT NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (key_id, period_start));
-CREATE TABLE IF NOT EXISTS captures (
-    model TEXT NOT NULL, stage TEXT NOT NULL, rate REAL NOT NULL, updated TEXT NOT NULL,
-    PRIMARY KEY (model, stage));
-CREATE TABLE IF NOT EXISTS loadtests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, at TEXT NOT NULL,
-    summary TEXT NOT NULL, timeline TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS feedback (
-    model TEXT NOT NULL, request_id TEXT NOT NULL, label TEXT NOT NULL, received TEXT NOT NULL,
-    PRIMARY KEY (model, request_id));
-"""
-KEY_ALPHABET = string.ascii_letters + string.digits
-ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("LAMBDASERVE_HOME") or ".lambdaserve")
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def hash_key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _random(alphabet: str, length: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 class Store:
@@ -102,57 +58,14 @@ class Store:
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self.root = (state_dir or default_state_dir()).resolve()
-        _private(self.root)
+        self.db = schema.connect(self.root)
         (self.root / "models").mkdir(exist_ok=True)
-        self.db = sqlite3.connect(self.root / "state.db", timeout=10.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        """Columns added since a state directory was made: added in place, nothing is lost.
-        (Tables added since, ``loadtests`` and ``captures``, are made by the schema's
-        ``CREATE TABLE IF NOT EXISTS``.)"""
-        have = {row["name"] for row in self.db.execute("PRAGMA table_info(deployments)")}
-        if "base" not in have:
-            self.db.execute("ALTER TABLE deployments ADD COLUMN base TEXT")
-        if "stages" not in {row["name"] for row in self.db.execute("PRAGMA table_info(plans)")}:
-            self._scope_plans_to_stages()
-
-    def _scope_plans_to_stages(self) -> None:
-        """Plans made before they had stages worked on every stage: attach each to every stage
-        the store knows (and ``test``), so their keys keep working where they did; a key made
-        without a plan joins ``default``, as keys made since do."""
-        with self.transaction() as db:
-            if "stages" in {row["name"] for row in db.execute("PRAGMA table_info(plans)")}:
-                return  # another process did it first
-            db.execute("ALTER TABLE plans ADD COLUMN stages TEXT NOT NULL DEFAULT ''")
-            known = {row[0] for row in db.execute("SELECT DISTINCT stage FROM aliases")} | {DEFAULT_STAGE}
-            db.execute("UPDATE plans SET stages = ?", (",".join(sorted(known)),))
-            if db.execute("SELECT 1 FROM keys WHERE plan_id IS NULL").fetchone():
-                row = db.execute("SELECT id FROM plans WHERE name = 'default'").fetchone()
-                plan_id = row[0] if row else _random(ID_ALPHABET, 6)
-                if row is None:
-                    db.execute(
-                        "INSERT INTO plans (id, name, created, stages) VALUES (?, 'default', ?, ?)",
-                        (plan_id, now(), ",".join(sorted(known))),
-                    )
-                db.execute("UPDATE keys SET plan_id = ? WHERE plan_id IS NULL", (plan_id,))
 
     def close(self) -> None:
         self.db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return schema.transaction(self.db)
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: how a server notices CLI writes."""
@@ -336,7 +249,7 @@ class Store:
         check_limits(rate, burst, quota_limit, quota_period)
         attached = check_stages(stages)
         plan = UsagePlan(
-            _random(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now(), attached
+            random_string(ID_ALPHABET, 6), name, rate, burst, quota_limit, quota_period, now(), attached
         )
         try:
             with self.transaction() as db:
@@ -435,8 +348,8 @@ class Store:
         """Make a key in ``plan`` (name or id; as on API Gateway, a key is used only through a
         plan); return its record and its value, which is never stored or shown again."""
         plan_id = self.plan(plan).id
-        value = _random(KEY_ALPHABET, 40)
-        key = ApiKey(_random(ID_ALPHABET, 10), name, value[:6], hash_key(value), plan_id, True, now())
+        value = random_string(KEY_ALPHABET, 40)
+        key = ApiKey(random_string(ID_ALPHABET, 10), name, value[:6], hash_key(value), plan_id, True, now())
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO keys VALUES (?, ?, ?, ?, ?, 1, ?, NULL)",
@@ -527,58 +440,6 @@ class Store:
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token, True
-
-
-def _private(root: Path) -> None:
-    """The state directory only its owner may enter (0700), and ``state.db`` only its owner
-    may read (0600): it holds the keys' hashes and the usage. SQLite gives its -wal and -shm
-    files the database's mode. A directory or file someone else owns is left as it is."""
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    database = root / "state.db"
-    if not database.exists():
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for path, mode in ((root, 0o700), (database, 0o600)):
-        with contextlib.suppress(PermissionError):
-            if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o777 != mode:
-                path.chmod(mode)
-
-
-def check_limits(
-    rate: float | None, burst: int | None, quota_limit: int | None, quota_period: str | None
-) -> None:
-    """A usage plan's throttle and quota, as API Gateway accepts them. The messages name the
-    settings, not the command-line flags: the console shows them too."""
-    if (rate is None) != (burst is None):
-        raise LambdaserveError(
-            "A throttle needs both a rate (requests per second) and a burst (the bucket's size).",
-            "e.g. rate 10 and burst 10; or neither, for no throttle.",
-        )
-    if rate is not None and (rate <= 0 or burst is None or burst < 1):
-        raise LambdaserveError("The rate must be above 0 and the burst at least 1.")
-    if quota_limit is not None and (quota_limit < 1 or quota_period not in QUOTA_PERIODS):
-        raise LambdaserveError("A quota is a positive count per DAY, WEEK or MONTH.", "e.g. 100 per DAY")
-
-
-def check_stage(stage: str) -> str:
-    # Stage names become URL path segments; "_" is reserved for lambdaserve's own routes.
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}", stage):
-        raise LambdaserveError(
-            f"{stage!r} is not a valid stage name.",
-            "Use letters, digits, '-' and '_', starting with a letter or digit (e.g. test, prod).",
-        )
-    return stage
-
-
-def check_stages(stages: Sequence[str]) -> tuple[str, ...]:
-    """A plan's stages: at least one, each a valid stage name, in the order given, once each."""
-    attached = tuple(dict.fromkeys(check_stage(s.strip()) for s in stages))
-    if not attached:
-        raise LambdaserveError(
-            "A usage plan needs at least one stage: its keys are accepted only there.",
-            "e.g. the stages test and prod",
-        )
-    return attached
 
 
 def _last_change(db: sqlite3.Connection, model: str, stage: str) -> sqlite3.Row | None:
